@@ -1,0 +1,81 @@
+/**
+ * Independent references: ndarray strided views (SPEC.md's index algebra, written as views
+ * rather than as our reshape/transpose), and exact comparisons that never pass NaN.
+ */
+import ndarray from 'ndarray';
+import { expect } from 'vitest';
+
+export type Shape4 = [number, number, number, number];
+
+/** Deterministic pseudo-random floats in [-1, 1) (mulberry32), so failures reproduce. */
+export function randomData(n: number, seed = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/**
+ * For each element of the crop output `[B*rows*cols, h, w, C]` (in order), the flat index of
+ * the input element it copies, read off ndarray views of an index-valued array.
+ */
+export function cropIndexMap(shape: Shape4, [rows, cols]: [number, number], perspective: 'local' | 'global'): Int32Array {
+  const [B, H, W, C] = shape;
+  const h = Math.floor(H / rows);
+  const w = Math.floor(W / cols);
+  const ids = ndarray(Int32Array.from({ length: B * H * W * C }, (_, i) => i), shape);
+  const out = new Int32Array(B * rows * cols * h * w * C);
+  let o = 0;
+  for (let b = 0; b < B; b++) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const view =
+          perspective === 'local'
+            ? ids.hi(b + 1, (r + 1) * h, (c + 1) * w, C).lo(b, r * h, c * w, 0) // x[b, r*h:(r+1)*h, c*w:(c+1)*w]
+            : ids.lo(b, r, c, 0).step(1, rows, cols, 1); // x[b, r::rows, c::cols]
+        for (let u = 0; u < h; u++) for (let v = 0; v < w; v++) for (let ch = 0; ch < C; ch++) out[o++] = view.get(0, u, v, ch);
+      }
+    }
+  }
+  return out;
+}
+
+export function gather(data: ArrayLike<number>, index: Int32Array): Float64Array {
+  return Float64Array.from(index, (i) => data[i]!);
+}
+
+export function scatter(values: ArrayLike<number>, index: Int32Array, size: number): Float64Array {
+  const out = new Float64Array(size);
+  index.forEach((i, o) => (out[i] += values[o]!));
+  return out;
+}
+
+/** Element-for-element equality (bit-exact for finite floats); NaN anywhere fails. */
+export function expectExact(actual: ArrayLike<number>, expected: ArrayLike<number>, what = 'values'): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    if (Number.isNaN(a) || Number.isNaN(e) || a !== e) {
+      throw new Error(`${what}: element ${i} is ${a}, expected ${e}`);
+    }
+  }
+}
+
+/** |a - e| <= atol + rtol*|e| for every element; NaN anywhere fails. */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-5, atol = 1e-6, what = 'values'): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) {
+      throw new Error(`${what}: element ${i} is ${a}, expected ${e} (rtol ${rtol}, atol ${atol})`);
+    }
+  }
+}
