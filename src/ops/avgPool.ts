@@ -1,4 +1,4 @@
-import { avgPool as tfAvgPool, broadcastTo, cast, div, reshape, tidy, type Tensor4D, type TensorLike } from '@tensorflow/tfjs-core';
+import { avgPool as tfAvgPool, cast, fill, mul, reshape, tidy, type Tensor4D, type TensorLike } from '@tensorflow/tfjs-core';
 import { withGradient } from './withGradient.js';
 import { parseFactor, toTensor4D } from '../grid.js';
 
@@ -29,8 +29,9 @@ export function avgPool(x: Tensor4D | TensorLike, factor: number | readonly [num
       f32,
       (v) => tfAvgPool(v as Tensor4D, [fh, fw], [fh, fw], 'valid'),
       (dy) => {
-        const spread = broadcastTo(reshape(dy, [B, H / fh, 1, W / fw, 1, C]), [B, H / fh, fh, W / fw, fw, C]);
-        return div(reshape(spread, [B, H, W, C]), fh * fw);
+        // A broadcasting multiply, not broadcastTo: webgpu's Tile reads back to the CPU at rank >= 5.
+        const spread = mul(reshape(dy, [B * (H / fh), 1, W / fw, 1, C]), fill([1, fh, 1, fw, 1], 1 / (fh * fw)));
+        return reshape(spread, [B, H, W, C]);
       },
     );
   });

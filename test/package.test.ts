@@ -1,0 +1,42 @@
+// The published shape: ESM + CJS + types through the exports map, resolved by self-reference
+// in child processes (plain Node, not vitest's resolver). Needs `npm run build` first (npm test does it).
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const API = ['avgPool', 'globalStrideCrop', 'localCrop', 'recombine2D'];
+const script = (load: string) =>
+  `${load}; const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');` +
+  `tf.setBackend('cpu').then(() => { const t = m.localCrop(tf.zeros([1, 6, 6, 3]), 3);` +
+  `console.log(JSON.stringify({ api: Object.keys(m).sort(), shape: t.shape })); });`;
+
+function run(args: string[]): { api: string[]; shape: number[] } {
+  return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').pop()!);
+}
+
+describe('package', () => {
+  it('dist has ESM, CJS and declarations', () => {
+    for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts']) expect(existsSync(f), f).toBe(true);
+    const dts = readFileSync('dist/index.d.ts', 'utf8');
+    for (const name of [...API, 'Grid']) expect(dts).toContain(name);
+  });
+
+  it("require('inf-llava') resolves through the exports map", () => {
+    expect(run(['-e', script("const m = require('inf-llava')")])).toEqual({ api: API, shape: [9, 2, 2, 3] });
+  });
+
+  it("import('inf-llava') resolves through the exports map", () => {
+    const esm = `import('inf-llava').then((m) => { const require = (n) => globalThis.__req(n); ${script('')} });`;
+    const code = `globalThis.__req = require('node:module').createRequire(process.cwd() + '/'); ${esm}`;
+    expect(run(['-e', code])).toEqual({ api: API, shape: [9, 2, 2, 3] });
+  });
+
+  it('declares tfjs-core as a peer and every backend as an optional peer', () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+    expect(pkg.peerDependencies['@tensorflow/tfjs-core']).toMatch(/^\^4\.22/);
+    for (const b of ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgpu', '@tensorflow/tfjs-node']) {
+      expect(pkg.peerDependenciesMeta[b]?.optional, b).toBe(true);
+    }
+    expect(pkg.dependencies?.['@tensorflow/tfjs-core']).toBeUndefined();
+  });
+});
