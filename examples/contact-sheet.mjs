@@ -24,7 +24,12 @@ const t0 = performance.now();
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const SRC = path.join(here, 'assets', 'extreme_ironing.jpg');
-const OUT = path.resolve(process.argv[2] ?? path.join(here, 'out', 'contact-sheet.png'));
+const arg = process.argv[2];
+if (arg?.startsWith('-')) {
+  console.log('usage: node examples/contact-sheet.mjs [out.png]   (default: examples/out/contact-sheet.png)');
+  process.exit(arg === '-h' || arg === '--help' ? 0 : 1);
+}
+const OUT = path.resolve(arg ?? path.join(here, 'out', 'contact-sheet.png'));
 
 const SIZE = 1008; // INF-LLaVA's high-resolution input: 3 × 336 (CLIP ViT-L/14-336)
 const N = 3; // 3×3 grid → 9 sub-images of 336×336
@@ -36,7 +41,10 @@ const CLIP_MEAN_RGB = { r: 122, g: 116, b: 104 }; // round(255 × [0.48145466, 0
 // ---------------------------------------------------------------------------------------------
 async function pickBackend() {
   if (process.env.CONTACT_SHEET_BACKEND !== 'cpu') {
-    process.env.TF_CPP_MIN_LOG_LEVEL ??= '2'; // quiet libtensorflow's start-up banner
+    // Quiet libtensorflow's start-up banners. oneDNN only changes float arithmetic, never the
+    // pure index gathers used here.
+    process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+    process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
     try {
       await import('@tensorflow/tfjs-node'); // registers the 'tensorflow' backend
       if (await tf.setBackend('tensorflow')) return 'tensorflow (@tensorflow/tfjs-node)';
@@ -137,8 +145,8 @@ const LABEL_H = 22; // label strip under each tile
 const M = 28; // outer margin
 const PANEL_GAP = 44; // between the two panels
 const HEAD_H = 56; // panel header (title + formula line)
-const TITLE_H = 64; // sheet title + subtitle
-const CAPTION_H = 92;
+const TITLE_H = 84; // sheet title + two subtitle lines
+const CAPTION_H = 84;
 
 const cellH = SHOW + LABEL_H;
 const panelW = N * SHOW + (N - 1) * GAP;
@@ -173,17 +181,13 @@ const text = (px, py, s, size, extra = '') =>
 const composites = [];
 const svg = [];
 svg.push(text(M, M + 22, `INF-LLaVA Dual-perspective Cropping Module: one ${SIZE}×${SIZE} image, ${N}×${N} grid`, 24, 'font-weight="bold" fill="#111"'));
-svg.push(
-  text(
-    M,
-    M + 48,
-    `Input: examples/assets/extreme_ironing.jpg (${src.width}×${src.height}), padded to ${side}×${side} with the CLIP mean colour ` +
-      `RGB(${CLIP_MEAN_RGB.r},${CLIP_MEAN_RGB.g},${CLIP_MEAN_RGB.b}), resized to ${SIZE}×${SIZE} (cubic). ` +
-      `Each perspective: ${N * N} sub-images of ${TILE}×${TILE}, shown at ${SHOW}×${SHOW}.`,
-    14,
-    'fill="#444"',
-  ),
-);
+const subtitle = [
+  `Input: examples/assets/extreme_ironing.jpg (${src.width}×${src.height}), padded to ${side}×${side} with the CLIP mean colour ` +
+    `RGB(${CLIP_MEAN_RGB.r},${CLIP_MEAN_RGB.g},${CLIP_MEAN_RGB.b}), resized to ${SIZE}×${SIZE} (cubic).`,
+  `Each perspective cuts it into ${N * N} sub-images of ${TILE}×${TILE} (tensor [${N * N}, ${TILE}, ${TILE}, 3]); ` +
+    `tiles are shown downscaled to ${SHOW}×${SHOW}.`,
+];
+subtitle.forEach((line, n) => svg.push(text(M, M + 48 + n * 20, line, 14, 'fill="#444"')));
 
 for (const p of panels) {
   svg.push(`<rect x="${p.left}" y="${panelTop}" width="${panelW}" height="4" fill="${p.colour}"/>`);
@@ -225,7 +229,8 @@ const written = await sharp({ create: { width: W, height: H, channels: 3, backgr
   .png({ compressionLevel: 9 })
   .toFile(OUT);
 
-const rel = path.relative(process.cwd(), OUT) || OUT;
+const relOut = path.relative(process.cwd(), OUT);
+const rel = !relOut || relOut.startsWith('..') || path.isAbsolute(relOut) ? OUT : relOut;
 console.log(`backend:          ${backend}`);
 console.log(`input:            ${path.relative(root, SRC)} ${src.width}×${src.height} → ${side}×${side} → [1, ${SIZE}, ${SIZE}, 3] float32`);
 console.log(`localCrop:        [${localShape.join(', ')}]`);

@@ -45,7 +45,7 @@ await describeEachBackend('avgPool', () => {
 
       const dyData = randomData(y.size, 5);
       const dy = tf.tensor4d(dyData, y.shape as Shape4);
-      const dx = tf.grad((v: tf.Tensor4D) => tf.sum(tf.mul(avgPool(v, factor), dy)))(x);
+      const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(avgPool(v as tf.Tensor4D, factor), dy)))(x);
       const dyView = ndarray(dyData, outShape);
       const expected = new Float64Array(size);
       const X = ndarray(expected, shape);
@@ -69,7 +69,7 @@ await describeEachBackend('avgPool', () => {
   });
 
   it('rejects bad input with a message that names the problem', () => {
-    const x = tf.zeros([1, 6, 6, 3]);
+    const x = tf.zeros([1, 6, 6, 3]) as tf.Tensor4D;
     const rank2 = tf.zeros([6, 6]);
     const bool = tf.zeros([1, 6, 6, 3], 'bool');
     expectThrowsClean(() => avgPool(x, 4), /avgPool: factor \[4, 4\] does not divide x of shape \[1,6,6,3\] \(height 6 % 4 = 2, width 6 % 4 = 2\)/);

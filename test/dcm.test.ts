@@ -71,9 +71,9 @@ await describeEachBackend('DCM', (backend) => {
           const x = tf.tensor4d(randomData(size, 3), shape);
           const wData = randomData(size, 4);
           const wt = tf.tensor4d(wData, [B * rows * cols, h, w, C]);
-          const dx = tf.grad((v: tf.Tensor4D) => tf.sum(tf.mul(cropFn(v, grid), wt)))(x);
+          const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(cropFn(v as tf.Tensor4D, grid), wt)))(x);
           expectExact(await dx.data(), scatter(wData, index, size), 'd crop / dx');
-          const dt = tf.grad((v: tf.Tensor4D) => tf.sum(tf.mul(recombine2D(v, grid, perspective), x)))(wt);
+          const dt = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(recombine2D(v as tf.Tensor4D, grid, perspective), x)))(wt);
           expectExact(await dt.data(), gather(await x.data(), index), 'd recombine2D / dtiles');
           tf.dispose([x, wt, dx, dt]);
         });
@@ -102,7 +102,7 @@ await describeEachBackend('DCM', (backend) => {
       expect(tiles.shape).toEqual([24, 4, 4, 3]);
       expectExact(await tiles.data(), gather(data, index), 'crop vs oracle');
       const wData = randomData(tiles.size, 15);
-      const dx = tf.grad((v: tf.Tensor4D) => tf.sum(tf.mul(cropFn(v, [3, 4], { fit: 'crop' }), tf.tensor(wData, tiles.shape))))(x);
+      const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(cropFn(v as tf.Tensor4D, [3, 4], { fit: 'crop' }), tf.tensor(wData, tiles.shape))))(x);
       expectExact(await dx.data(), scatter(wData, index, size), 'gradient');
       tf.dispose([x, tiles, dx]);
     });
@@ -124,7 +124,7 @@ await describeEachBackend('DCM', (backend) => {
 
     it(`${cropFn.name} rejects bad input with a message that names the problem`, () => {
       const fn = cropFn.name;
-      const x = tf.zeros([1, 6, 6, 3]);
+      const x = tf.zeros([1, 6, 6, 3]) as tf.Tensor4D;
       const rank3 = tf.zeros([6, 6, 3]);
       const bool = tf.zeros([1, 6, 6, 3], 'bool');
       expectThrowsClean(() => cropFn(rank3 as unknown as tf.Tensor4D, 2), new RegExp(`${fn}: x must be rank 4 .*got rank 3 with shape \\[6,6,3\\]`));
@@ -145,7 +145,7 @@ await describeEachBackend('DCM', (backend) => {
   }
 
   it('recombine2D rejects bad input with a message that names the problem', () => {
-    const t = tf.zeros([8, 2, 2, 3]);
+    const t = tf.zeros([8, 2, 2, 3]) as tf.Tensor4D;
     const rank3 = tf.zeros([8, 2, 2]);
     const strings = tf.tensor(Array.from({ length: 32 }, () => 'a'), [8, 2, 2, 1]);
     expectThrowsClean(() => recombine2D(t, 3, 'local'), /recombine2D: tile count 8 \(tiles shape \[8,2,2,3\]\) is not a multiple of rows\*cols = 3\*3 = 9/);

@@ -12,8 +12,8 @@ describe('gradients with tfjs-core alone', () => {
     // The control: a plain transpose has no registered gradient here.
     const ones = tf.onesLike(x);
     expect(() => tf.grad((v: tf.Tensor) => tf.transpose(v, [0, 2, 1, 3]))(x, ones)).toThrow(/gradient function not found for Transpose/);
-    const f = (v: tf.Tensor4D) =>
-      avgPool(recombine2D(globalStrideCrop(recombine2D(localCrop(v, [2, 3], { fit: 'crop' }), [2, 3], 'local'), 3), 3, 'global'), 2);
+    const f = (v: tf.Tensor) =>
+      avgPool(recombine2D(globalStrideCrop(recombine2D(localCrop(v as tf.Tensor4D, [2, 3], { fit: 'crop' }), [2, 3], 'local'), 3), 3, 'global'), 2);
     const dy = tf.ones([2, 3, 3, 3]);
     const dx = tf.grad(f)(x, dy);
     // With dy = 1 the chain is a sum of window means: every element's gradient is 1 / 4.

@@ -52,7 +52,7 @@ export function gather(data: ArrayLike<number>, index: Int32Array): Float64Array
 
 export function scatter(values: ArrayLike<number>, index: Int32Array, size: number): Float64Array {
   const out = new Float64Array(size);
-  index.forEach((i, o) => (out[i] += values[o]!));
+  index.forEach((i, o) => (out[i] = out[i]! + values[o]!));
   return out;
 }
 
