@@ -9,6 +9,13 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 export const BACKENDS = ['cpu', 'wasm', 'tensorflow', 'webgpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
+const HINTS: Record<BackendName, string> = {
+  cpu: 'Run npm ci.',
+  wasm: 'Run npm ci.',
+  tensorflow: 'Run npm run setup:tfjs-node.',
+  webgpu: 'Needs the webgpu package and a Vulkan driver: apt-get install chromium libvulkan1 (SwiftShader).',
+};
+
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 async function installNodeWebGPU(): Promise<void> {
@@ -78,7 +85,7 @@ export async function describeEachBackend(title: string, suite: (backend: Backen
           });
         });
       } else {
-        console.warn(`NOTICE: backend '${name}' unavailable (${reason}); skipping "${title}" on it`);
+        console.warn(`NOTICE: backend '${name}' unavailable (${reason.trim()}); skipping "${title}" on it. ${HINTS[name]}`);
         describe.skip(`[${name}] ${title}`, () => suite(name));
       }
       continue;
