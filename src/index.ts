@@ -15,3 +15,15 @@ export { linearConcatFuse, type FuseOptions } from './dem/linearConcatFuse.js';
 export { spatialEmbed, type SpatialEmbedOptions } from './dem/spatialEmbed.js';
 export { spatialEmbedFromStateDict, spatialEmbedToStateDict, type FromStateDictOptions } from './dem/stateDict.js';
 export { initSpatialEmbed, type InitOptions } from './dem/init.js';
+export {
+  readSafetensors,
+  saveSafetensors,
+  parseSafetensorsHeader,
+  decodeTensor,
+  SAFETENSORS_MAX_HEADER_BYTES,
+  type SafetensorsContents,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+  type SafetensorsDtype,
+} from './io/safetensors.js';
+export { loadSafetensors, type LoadSafetensorsOptions } from './io/loadSafetensors.js';

@@ -4,7 +4,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-const API = ['avgPool', 'globalStrideCrop', 'localCrop', 'recombine2D'];
+const API = [
+  'SAFETENSORS_MAX_HEADER_BYTES', 'avgPool', 'decodeTensor', 'dualPerspectiveEnhance', 'globalStrideCrop', 'initSpatialEmbed',
+  'linearConcatFuse', 'loadSafetensors', 'localCrop', 'parseSafetensorsHeader', 'readSafetensors', 'recombine2D',
+  'saveSafetensors', 'spatialEmbed', 'spatialEmbedFromStateDict', 'spatialEmbedToStateDict',
+];
 const script = (load: string) =>
   `${load}; const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');` +
   `tf.setBackend('cpu').then(() => { const t = m.localCrop(tf.zeros([1, 6, 6, 3]), 3);` +

@@ -1,6 +1,7 @@
-import { image, tidy, type Tensor4D } from '@tensorflow/tfjs-core';
+import { tidy, type Tensor4D } from '@tensorflow/tfjs-core';
 import { recombine2D } from '../dcm/recombine2D.js';
 import { avgPool } from '../ops/avgPool.js';
+import { resizeBilinear } from '../ops/resizeBilinear.js';
 import { parseGrid } from '../grid.js';
 import { checkMap, checkSameShape, pick } from './checks.js';
 import { dualPerspectiveEnhance, type EnhanceOptions } from './dualPerspectiveEnhance.js';
@@ -62,6 +63,6 @@ export function spatialEmbed(localTiles: Tensor4D, globalTiles: Tensor4D, w: Spa
     const enhanced = dualPerspectiveEnhance(L, G, w.attention, opts);
     const fused = linearConcatFuse(enhanced.local, enhanced.global, w.fuse, opts); // [B, H, W, d]
     if (reduce === 'avg') return avgPool(fused, [H / outSize[0], W / outSize[1]]);
-    return image.resizeBilinear(fused, [outSize[0], outSize[1]], false, true);
+    return resizeBilinear(fused, outSize);
   });
 }
