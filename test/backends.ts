@@ -6,50 +6,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-export const BACKENDS = ['cpu', 'wasm', 'tensorflow', 'webgpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
-
-const HINTS: Record<BackendName, string> = {
-  cpu: 'Run npm ci.',
-  wasm: 'Run npm ci.',
-  tensorflow: 'Run npm run setup:tfjs-node.',
-  webgpu: 'Needs the webgpu package and a Vulkan driver: apt-get install chromium libvulkan1 (SwiftShader).',
-};
-
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
-
-async function installNodeWebGPU(): Promise<void> {
-  const fs = await import('node:fs');
-  if (!process.env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  process.env.XDG_RUNTIME_DIR ??= '/tmp';
-  const { create, globals } = await import('webgpu');
-  Object.assign(globalThis, globals);
-  const gpu = create([]);
-  // Node 20 has no navigator, Node >= 21 a getter-only one: define rather than assign.
-  Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis.navigator ?? {}), gpu }, configurable: true, writable: true });
-  await import('@tensorflow/tfjs-backend-webgpu'); // registers only if navigator.gpu exists now
-  tf.env().set('WEBGPU_CPU_FORWARD', false); // else inputs under 1,000 elements silently run on the CPU
-}
-
-const loaders: Record<BackendName, () => Promise<unknown>> = {
-  cpu: () => import('@tensorflow/tfjs-backend-cpu'),
-  wasm: () => import('@tensorflow/tfjs-backend-wasm'),
-  tensorflow: () => import('@tensorflow/tfjs-node'),
-  webgpu: installNodeWebGPU,
-};
+export { BACKENDS, type BackendName } from '../src/backends/node.js';
+import { BACKENDS, useBackend, type BackendName } from '../src/backends/node.js';
 
 async function probe(name: BackendName): Promise<string | null> {
   try {
-    await loaders[name]();
-    if (!(await tf.setBackend(name))) return `tf.setBackend('${name}') returned false`;
-    await tf.ready();
-    const y = tf.add(tf.tensor1d([1, 2]), 1);
-    const v = await y.data();
-    y.dispose();
-    if (v[0] !== 2 || v[1] !== 3) return `smoke test computed ${Array.from(v)}`;
+    await useBackend(name);
     return null;
   } catch (e) {
-    return (e as Error).message.split('\n')[0] ?? String(e);
+    return (e as Error).message;
   }
 }
 
@@ -85,7 +50,7 @@ export async function describeEachBackend(title: string, suite: (backend: Backen
           });
         });
       } else {
-        console.warn(`NOTICE: backend '${name}' unavailable (${reason.trim()}); skipping "${title}" on it. ${HINTS[name]}`);
+        console.warn(`NOTICE: skipping "${title}" on '${name}': ${reason}`);
         describe.skip(`[${name}] ${title}`, () => suite(name));
       }
       continue;

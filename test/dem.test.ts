@@ -74,8 +74,8 @@ await describeEachBackend('DEM', () => {
     const { B, grid, h, w, d, heads } = cfg;
     const shape: [number, number, number, number] = [B, grid[0] * h, grid[1] * w, d];
     const size = shape.reduce((a, b) => a * b);
-    for (const windows of ['official', 'paper'] as const) {
-      it(`dualPerspectiveEnhance ${JSON.stringify(cfg)} windows ${windows} equals the naive per-window, per-head reference`, async () => {
+    for (const [windows, layout] of [['official', 'batched'], ['official', 'per-window'], ['paper', 'batched'], ['paper', 'per-window']] as const) {
+      it(`dualPerspectiveEnhance ${JSON.stringify(cfg)} windows ${windows}, layout ${layout} equals the naive per-window, per-head reference`, async () => {
         const p = plainWeights(d, heads, d + B);
         const lData = randomData(size, 1);
         const gData = randomData(size, 2);
@@ -97,15 +97,15 @@ await describeEachBackend('DEM', () => {
         const wts = attentionFrom(p, heads);
         const L = tf.tensor4d(lData, shape);
         const G = tf.tensor4d(gData, shape);
-        const out = expectTensorsCreated(() => dualPerspectiveEnhance(L, G, wts, { grid, windows }), 2);
+        const out = expectTensorsCreated(() => dualPerspectiveEnhance(L, G, wts, { grid, windows, layout }), 2);
         expect(out.local.shape).toEqual(shape);
         expectClose(await out.global.data(), expectGlobal, 1e-4, 1e-5, 'enhanced global');
         expectClose(await out.local.data(), expectLocal, 1e-4, 1e-5, 'enhanced local');
 
-        const onlyGlobal = dualPerspectiveEnhance(L, G, wts, { grid, windows, mode: 'global' });
+        const onlyGlobal = dualPerspectiveEnhance(L, G, wts, { grid, windows, layout, mode: 'global' });
         expectClose(await onlyGlobal.global.data(), expectGlobal, 1e-4, 1e-5, "mode 'global': global");
         expectClose(await onlyGlobal.local.data(), lData, 0, 0, "mode 'global': local passes through");
-        const onlyLocal = dualPerspectiveEnhance(L, G, wts, { grid, windows, mode: 'local' });
+        const onlyLocal = dualPerspectiveEnhance(L, G, wts, { grid, windows, layout, mode: 'local' });
         expectClose(await onlyLocal.local.data(), expectLocal, 1e-4, 1e-5, "mode 'local': local");
         expectClose(await onlyLocal.global.data(), gData, 0, 0, "mode 'local': global passes through");
         tf.dispose([L, G, out.local, out.global, onlyGlobal.local, onlyGlobal.global, onlyLocal.local, onlyLocal.global]);
@@ -144,6 +144,7 @@ await describeEachBackend('DEM', () => {
     expectThrowsClean(() => e({ grid: 4 }), /dualPerspectiveEnhance: grid \[4, 4\] does not divide the feature map of shape \[1,6,6,8\]/);
     expectThrowsClean(() => e({ grid: 3, mode: 'neither' }), /dualPerspectiveEnhance: opts.mode must be one of 'both', 'global', 'local', got "neither"/);
     expectThrowsClean(() => e({ grid: 3, windows: 'random' }), /dualPerspectiveEnhance: opts.windows must be one of 'official', 'paper'/);
+    expectThrowsClean(() => e({ grid: 3, layout: 'fast' }), /dualPerspectiveEnhance: opts.layout must be one of 'auto', 'batched', 'per-window'/);
     expectThrowsClean(() => dualPerspectiveEnhance(L, G, { ...wts.attention, heads: 3 }, { grid: 3 }), /dualPerspectiveEnhance: heads must be a positive integer dividing the channel count 8, got 3/);
     expectThrowsClean(
       () => dualPerspectiveEnhance(L, G, { ...wts.attention, key: { weight: wts.fuse.local[0]!.weight } }, { grid: 3 }),

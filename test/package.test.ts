@@ -35,6 +35,13 @@ describe('package', () => {
     expect(run(['-e', code])).toEqual({ api: API, shape: [9, 2, 2, 3] });
   });
 
+  it("'inf-llava/node' resolves (ESM and CJS) and exports the backend starter", () => {
+    const code = (load: string) => `${load}.then((m) => console.log(JSON.stringify({ api: Object.keys(m).sort(), shape: [] })))`;
+    const expected = { api: ['BACKENDS', 'BACKEND_HINTS', 'useBackend'], shape: [] };
+    expect(run(['-e', code("import('inf-llava/node')")])).toEqual(expected);
+    expect(run(['-e', code("Promise.resolve(require('inf-llava/node'))")])).toEqual(expected);
+  });
+
   it('declares tfjs-core as a peer and every backend as an optional peer', () => {
     const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
     expect(pkg.peerDependencies['@tensorflow/tfjs-core']).toMatch(/^\^4\.22/);

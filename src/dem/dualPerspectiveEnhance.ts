@@ -1,6 +1,6 @@
 import { tidy, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Grid, Perspective } from '../grid.js';
-import { windowedAttention } from './attention.js';
+import { windowedAttention, type AttentionLayout } from './attention.js';
 import { checkMap, checkSameShape, mapGrid, pick } from './checks.js';
 import { checkAttention, type DemAttentionWeights } from './weights.js';
 
@@ -15,6 +15,11 @@ export interface EnhanceOptions {
    * windows, local queries global over strided windows. `'paper'` (eqs. 18–25) swaps the windowing.
    */
   windows?: 'official' | 'paper';
+  /**
+   * Attention layout: `'auto'` (default) picks the faster of `'batched'` and `'per-window'`
+   * for the active backend, as measured by `npm run bench`. Results agree to float rounding.
+   */
+  layout?: AttentionLayout;
 }
 
 /**
@@ -45,14 +50,15 @@ export function dualPerspectiveEnhance(
   const [rows, cols] = mapGrid(opts?.grid, local.shape, fn);
   const mode = pick(opts.mode, ['both', 'global', 'local'], 'opts.mode', fn);
   const windows = pick(opts.windows, ['official', 'paper'], 'opts.windows', fn);
+  const layout = pick(opts.layout, ['auto', 'batched', 'per-window'], 'opts.layout', fn);
   checkAttention(w, local.shape[3], fn);
 
   // Which windows each direction uses: the released code's layout, or the paper's.
   const globalQueryWindows: Perspective = windows === 'official' ? 'local' : 'global';
   const localQueryWindows: Perspective = windows === 'official' ? 'global' : 'local';
   const out = tidy(() => ({
-    global: mode === 'local' ? global.clone() : windowedAttention(global, local, w, rows, cols, globalQueryWindows),
-    local: mode === 'global' ? local.clone() : windowedAttention(local, global, w, rows, cols, localQueryWindows),
+    global: mode === 'local' ? global.clone() : windowedAttention(global, local, w, rows, cols, globalQueryWindows, layout),
+    local: mode === 'global' ? local.clone() : windowedAttention(local, global, w, rows, cols, localQueryWindows, layout),
   }));
   return { local: out.local, global: out.global };
 }
