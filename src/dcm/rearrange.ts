@@ -1,4 +1,5 @@
 import { cast, getBackend, mul, reshape, scalar, transpose, type Tensor } from '@tensorflow/tfjs-core';
+import { cpuTranspose } from '../kernels/cpuRearrange.js';
 
 /**
  * Drops size-1 axes and merges axes that stay adjacent and in order under `perm`, so a
@@ -32,7 +33,7 @@ export function rearrange(x: Tensor, shape: readonly number[], perm: readonly nu
   const s = simplifyPermutation(shape, perm);
   if (s.perm.every((axis, i) => axis === i)) return reshape(x, [...outShape]);
   const view = reshape(x, s.shape);
-  const moved = needsInt32Workaround(view) ? transposeInt32ViaFloat(view, s.perm) : transpose(view, s.perm);
+  const moved = cpuTranspose(view, s.perm) ?? (needsInt32Workaround(view) ? transposeInt32ViaFloat(view, s.perm) : transpose(view, s.perm));
   return reshape(moved, [...outShape]);
 }
 
