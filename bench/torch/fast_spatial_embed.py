@@ -190,7 +190,7 @@ class FastSpatialEmbed(nn.Module):
             q = _windows_heads(P_q[..., :d], n, 1, heads, contiguous)[0]        # [Nw*heads, t, dk]
             kv = _windows_heads(P_kv[..., d:], n, 2, heads, contiguous)         # [2, Nw*heads, t, dk]
             k, v = kv[0], kv[1]
-            scores = torch.baddbmm(torch.empty(0, dtype=q.dtype), q, k.transpose(1, 2),
+            scores = torch.baddbmm(q.new_zeros(()), q, k.transpose(1, 2),
                                    beta=0.0, alpha=scale)                        # one bmm
             p = torch.softmax(scores, dim=-1)
             del scores
