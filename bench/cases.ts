@@ -132,5 +132,5 @@ export const CASES: Case[] = [
   rearrangement('recombine2D local features 72x72x1024', tilesOf(features), (t) => recombine2D(t, 3, 'local')),
   rearrangement('recombine2D global features 72x72x1024', tilesOf(features), (t) => recombine2D(t, 3, 'global')),
   { ...rearrangement('avgPool features 72x72x1024 /3', features, (x) => avgPool(x, 3)), bytes: (size(features) + size(features) / 9) * F32, flops: size(features) },
-  ...(['batched', 'per-window'] as const).flatMap((layout) => [...demCases('official', 3, 24, 1024, 8, layout), ...demCases('small', 3, 12, 256, 8, layout)]),
+  ...(['batched', 'per-window', 'per-head'] as const).flatMap((layout) => [...demCases('official', 3, 24, 1024, 8, layout), ...demCases('small', 3, 12, 256, 8, layout)]),
 ];

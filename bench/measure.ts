@@ -10,18 +10,22 @@ export interface Timing {
   reps: number;
 }
 
+let lastWarmup = 0;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-export async function time(p: Prepared, reps: number, warmup = 1): Promise<Timing> {
+/** Times `reps` calls after `warmup`; fewer repetitions (at least 1) when the warm-up says they would exceed `budgetMs`. */
+export async function time(p: Prepared, reps: number, warmup = 1, budgetMs = Infinity): Promise<Timing> {
   const total: number[] = [];
   const dispatch: number[] = [];
   for (let i = 0; i < warmup + reps; i++) {
+    if (i === warmup && total.length === 0 && lastWarmup * reps > budgetMs) reps = Math.max(1, Math.floor(budgetMs / lastWarmup));
     const t0 = performance.now();
     const y = p.run();
     const t1 = performance.now();
     await y.data();
     const t2 = performance.now();
     y.dispose();
+    lastWarmup = t2 - t0;
     if (i >= warmup) {
       dispatch.push(t1 - t0);
       total.push(t2 - t0);
@@ -40,12 +44,13 @@ export async function peakBytes(p: Prepared): Promise<number> {
   return info.peakBytes;
 }
 
-/** The backend's own copy rate: `x + 0` over the same bytes (GB/s of read + write). */
-export async function copyCeiling(elements: number, reps: number): Promise<number> {
+/** The backend's own copy rate: `x + 0` over the same bytes (GB/s of read + write), with and without read-back. */
+export async function copyCeiling(elements: number, reps: number): Promise<{ gbps: number; gbps_no_readback: number }> {
   const x = tf.randomUniform([elements]);
   const t = await time({ run: () => tf.add(x, 0), dispose: () => undefined }, reps);
   x.dispose();
-  return (2 * elements * 4) / (t.median_ms * 1e6);
+  const bytes = 2 * elements * 4;
+  return { gbps: bytes / (t.median_ms * 1e6), gbps_no_readback: bytes / (t.median_ms_no_readback * 1e6) };
 }
 
 /** The backend's matMul rate on the DEM's projection shape `[tokens, d] × [d, d]` (GFLOP/s). */

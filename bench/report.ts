@@ -4,6 +4,8 @@ export interface Row {
   backend: string;
   shape: string;
   median_ms: number | null;
+  /** Repetitions behind the median (fewer than asked when a call is slow, see --budget). */
+  reps?: number;
   median_ms_no_readback: number | null;
   bytes: number;
   flops: number;
@@ -13,6 +15,9 @@ export interface Row {
   ceiling: number | null;
   ceiling_kind: 'copy GB/s' | 'matMul GFLOP/s';
   ratio_to_ceiling: number | null;
+  /** Synchronous backends: the same ratio from times without read-back (op and ceiling alike). */
+  ceiling_no_readback?: number | null;
+  ratio_to_ceiling_no_readback?: number | null;
   peak_bytes: number | null;
   torch_median_ms: number | null;
   ratio_to_torch: number | null;

@@ -39,15 +39,17 @@ async function benchBackend(backend: BackendName): Promise<Row[]> {
     return [];
   }
   log(`== ${backend}`);
-  const copyRates = new Map<number, number>();
+  const copyRates = new Map<number, { gbps: number; gbps_no_readback: number }>();
   let matmulRate: number | undefined;
   const rows: Row[] = [];
   for (const c of cases) {
     let ceiling: number;
+    let ceilingNoReadback: number | null = null;
     if (c.ceiling === 'copy') {
       const key = Math.round(c.bytes / 8);
       if (!copyRates.has(key)) copyRates.set(key, await copyCeiling(key, reps));
-      ceiling = copyRates.get(key)!;
+      ceiling = copyRates.get(key)!.gbps;
+      ceilingNoReadback = copyRates.get(key)!.gbps_no_readback;
     } else {
       matmulRate ??= await matMulCeiling(5184, 1024, Math.max(1, reps - 2));
       ceiling = matmulRate;
@@ -70,7 +72,13 @@ async function benchBackend(backend: BackendName): Promise<Row[]> {
       rows.push({ ...base, median_ms: null, median_ms_no_readback: null, gbps: null, gflops: null, ratio_to_ceiling: null, peak_bytes: null, note });
       continue;
     }
-    rows.push({ ...base, ...(await measure(c, ceiling)) });
+    const m = await measure(c, ceiling);
+    rows.push({
+      ...base,
+      ...m,
+      ceiling_no_readback: ceilingNoReadback,
+      ratio_to_ceiling_no_readback: ceilingNoReadback == null ? null : c.bytes / (m.median_ms_no_readback * 1e6) / ceilingNoReadback,
+    });
     const r = rows[rows.length - 1]!;
     log(`  ${c.name}: ${r.median_ms!.toFixed(1)} ms (${(100 * r.ratio_to_ceiling!).toFixed(0)} % of ceiling)`);
   }
@@ -80,10 +88,11 @@ async function benchBackend(backend: BackendName): Promise<Row[]> {
 async function measure(c: Case, ceiling: number) {
   const p = c.prepare();
   try {
-    const t = await time(p, reps);
+    const t = await time(p, reps, 1, budget * 1000);
     const gbps = c.bytes / (t.median_ms * 1e6);
     const gflops = c.flops / (t.median_ms * 1e6);
     return {
+      reps: t.reps,
       median_ms: t.median_ms,
       median_ms_no_readback: t.median_ms_no_readback,
       gbps,

@@ -74,7 +74,7 @@ await describeEachBackend('DEM', () => {
     const { B, grid, h, w, d, heads } = cfg;
     const shape: [number, number, number, number] = [B, grid[0] * h, grid[1] * w, d];
     const size = shape.reduce((a, b) => a * b);
-    for (const [windows, layout] of [['official', 'batched'], ['official', 'per-window'], ['paper', 'batched'], ['paper', 'per-window']] as const) {
+    for (const [windows, layout] of [['official', 'batched'], ['official', 'per-window'], ['official', 'per-head'], ['paper', 'batched'], ['paper', 'per-window'], ['paper', 'per-head']] as const) {
       it(`dualPerspectiveEnhance ${JSON.stringify(cfg)} windows ${windows}, layout ${layout} equals the naive per-window, per-head reference`, async () => {
         const p = plainWeights(d, heads, d + B);
         const lData = randomData(size, 1);
@@ -144,7 +144,7 @@ await describeEachBackend('DEM', () => {
     expectThrowsClean(() => e({ grid: 4 }), /dualPerspectiveEnhance: grid \[4, 4\] does not divide the feature map of shape \[1,6,6,8\]/);
     expectThrowsClean(() => e({ grid: 3, mode: 'neither' }), /dualPerspectiveEnhance: opts.mode must be one of 'both', 'global', 'local', got "neither"/);
     expectThrowsClean(() => e({ grid: 3, windows: 'random' }), /dualPerspectiveEnhance: opts.windows must be one of 'official', 'paper'/);
-    expectThrowsClean(() => e({ grid: 3, layout: 'fast' }), /dualPerspectiveEnhance: opts.layout must be one of 'auto', 'batched', 'per-window'/);
+    expectThrowsClean(() => e({ grid: 3, layout: 'fast' }), /dualPerspectiveEnhance: opts.layout must be one of 'auto', 'batched', 'per-window', 'per-head'/);
     expectThrowsClean(() => dualPerspectiveEnhance(L, G, { ...wts.attention, heads: 3 }, { grid: 3 }), /dualPerspectiveEnhance: heads must be a positive integer dividing the channel count 8, got 3/);
     expectThrowsClean(
       () => dualPerspectiveEnhance(L, G, { ...wts.attention, key: { weight: wts.fuse.local[0]!.weight } }, { grid: 3 }),

@@ -58,3 +58,26 @@ describe('cpu run-copying transpose kernel', () => {
     x.dispose();
   });
 });
+
+describe('block-swap decomposition (wasm rank > 4)', () => {
+  it('composes to the same permutation as one transpose, for every permutation of rank 5 and 6', async () => {
+    const { blockSwaps } = await import('../src/kernels/blockSwaps.js');
+    const perms = (r: number): number[][] => (r === 0 ? [[]] : perms(r - 1).flatMap((p) => Array.from({ length: r }, (_, i) => [...p.slice(0, i), r - 1, ...p.slice(i)])));
+    for (const r of [5, 6]) {
+      const shape = [2, 3, 1, 4, 5, 2].slice(0, r);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = randomData(n, r);
+      for (const perm of perms(r)) {
+        const steps = blockSwaps(shape, perm);
+        expect(steps.length).toBeLessThanOrEqual(r - 1);
+        const got = tf.tidy(() => {
+          let t: tf.Tensor = tf.tensor(data, shape);
+          for (const { view } of steps) t = tf.transpose(tf.reshape(t, view), [0, 2, 1, 3]);
+          return t.dataSync();
+        });
+        const expected = tf.tidy(() => tf.transpose(tf.tensor(data, shape), perm).dataSync());
+        expectExact(got, expected, `perm ${perm}`);
+      }
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import { cast, getBackend, mul, reshape, scalar, transpose, type Tensor } from '@tensorflow/tfjs-core';
+import { blockSwaps } from '../kernels/blockSwaps.js';
 import { cpuTranspose } from '../kernels/cpuRearrange.js';
 
 /**
@@ -33,8 +34,19 @@ export function rearrange(x: Tensor, shape: readonly number[], perm: readonly nu
   const s = simplifyPermutation(shape, perm);
   if (s.perm.every((axis, i) => axis === i)) return reshape(x, [...outShape]);
   const view = reshape(x, s.shape);
-  const moved = cpuTranspose(view, s.perm) ?? (needsInt32Workaround(view) ? transposeInt32ViaFloat(view, s.perm) : transpose(view, s.perm));
+  const moved =
+    cpuTranspose(view, s.perm) ??
+    wasmTranspose(view, s.perm) ??
+    (needsInt32Workaround(view) ? transposeInt32ViaFloat(view, s.perm) : transpose(view, s.perm));
   return reshape(moved, [...outShape]);
+}
+
+/** wasm: rank > 4 as adjacent block swaps of rank 4 (see kernels/blockSwaps.ts); null otherwise. */
+function wasmTranspose(x: Tensor, perm: number[]): Tensor | null {
+  if (x.rank <= 4 || getBackend() !== 'wasm') return null;
+  let t = x;
+  for (const { view } of blockSwaps(x.shape, perm)) t = transpose(reshape(t, view), [0, 2, 1, 3]);
+  return reshape(t, perm.map((p) => x.shape[p]!));
 }
 
 /**

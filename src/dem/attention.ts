@@ -1,4 +1,4 @@
-import { add, getBackend, matMul, mul, reshape, softmax, stack, tidy, transpose, unstack, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
+import { add, dispose, getBackend, matMul, mul, reshape, softmax, stack, tidy, transpose, unstack, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../grid.js';
 import { imageToTiles, tilesToImage } from '../dcm/layouts.js';
 import { layerNorm } from '../ops/layerNorm.js';
@@ -10,20 +10,29 @@ import type { DemAttentionWeights } from './weights.js';
  * - `'batched'`: all windows and heads in two batched matMuls (`[windows·heads, t, t]` scores);
  * - `'per-window'`: a loop over windows, each with its heads batched (`[heads, t, t]` scores),
  *   so a window's working set stays small and its buffers are reused;
+ * - `'per-head'`: a loop over windows × heads of 2-D matMuls (for backends whose batched
+ *   matMul is much slower than their 2-D one, like wasm);
  * - `'auto'`: the faster one for the active backend, as measured by `npm run bench` (bench/NOTES.md).
  */
-export type AttentionLayout = 'auto' | 'batched' | 'per-window';
+export type AttentionLayout = 'auto' | 'batched' | 'per-window' | 'per-head';
 
-/** Measured choice per backend (bench/NOTES.md); unknown backends get `'batched'`. */
-const MEASURED_LAYOUT: Record<string, Exclude<AttentionLayout, 'auto'>> = {
+/** Every concrete layout, for option checks and benchmarks. */
+export const ATTENTION_LAYOUTS = ['batched', 'per-window', 'per-head'] as const;
+
+/**
+ * Measured choice per backend for windows of at least 256 tokens (bench/NOTES.md); smaller
+ * windows, and backends not listed, use `'batched'`. tensorflow: per-window is as fast as
+ * batched at the official size (698 vs 693 ms) with a 10× smaller score buffer; wasm: its
+ * batched matMul is ~10× slower than its 2-D one, so per-head wins (6.8 s vs 13.6 s).
+ */
+const LARGE_WINDOW_LAYOUT: Record<string, Exclude<AttentionLayout, 'auto'>> = {
   tensorflow: 'per-window',
-  cpu: 'batched',
-  wasm: 'batched',
-  webgpu: 'batched',
+  wasm: 'per-head',
 };
 
-export function resolveLayout(layout: AttentionLayout = 'auto'): Exclude<AttentionLayout, 'auto'> {
-  return layout === 'auto' ? (MEASURED_LAYOUT[getBackend()] ?? 'batched') : layout;
+export function resolveLayout(layout: AttentionLayout, tokensPerWindow: number): Exclude<AttentionLayout, 'auto'> {
+  if (layout !== 'auto') return layout;
+  return tokensPerWindow >= 256 ? (LARGE_WINDOW_LAYOUT[getBackend()] ?? 'batched') : 'batched';
 }
 
 /** softmax(q kᵀ) v over `[N, t, dk]` queries with keys pre-transposed `[N, dk, t]`. */
@@ -70,13 +79,17 @@ export function windowedAttention(
   const v = toHeads(linear(kvMap, w.value), false); // [N, heads, t, dk]
 
   let attended: Tensor; // [N, heads, t, dk]
-  if (resolveLayout(layout) === 'batched') {
-    const flat = (x: Tensor, a: number, b: number) => reshape(x, [N * heads, a, b]);
+  const flat = (x: Tensor, a: number, b: number) => reshape(x, [N * heads, a, b]);
+  const resolved = resolveLayout(layout, t);
+  if (resolved === 'batched') {
     attended = reshape(attend(flat(q, t, dk), flat(kT, dk, t), flat(v, t, dk)), [N, heads, t, dk]);
   } else {
-    const [qs, ks, vs] = [unstack(q), unstack(kT), unstack(v)];
-    const outs = qs.map((qi, i) => tidy(() => attend(qi, ks[i]!, vs[i]!))); // [heads, t, dk] each
-    attended = stack(outs);
+    // per-window: one [heads, t, dk] slice per window; per-head: one 2-D [t, dk] slice per window × head.
+    const split = (x: Tensor, a: number, b: number) => unstack(resolved === 'per-window' ? x : flat(x, a, b));
+    const [qs, ks, vs] = [split(q, t, dk), split(kT, dk, t), split(v, t, dk)];
+    const outs = qs.map((qi, i) => tidy(() => attend(qi, ks[i]!, vs[i]!)));
+    attended = reshape(stack(outs), [N, heads, t, dk]);
+    dispose([...qs, ...ks, ...vs, ...outs]);
   }
   const merged = reshape(transpose(attended, [0, 2, 1, 3]), [N, h, wd, d]) as Tensor4D;
   const map = tilesToImage(merged, windows, rows, cols); // [B, H, W, d]

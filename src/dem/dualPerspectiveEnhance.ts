@@ -1,6 +1,6 @@
 import { tidy, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Grid, Perspective } from '../grid.js';
-import { windowedAttention, type AttentionLayout } from './attention.js';
+import { ATTENTION_LAYOUTS, windowedAttention, type AttentionLayout } from './attention.js';
 import { checkMap, checkSameShape, mapGrid, pick } from './checks.js';
 import { checkAttention, type DemAttentionWeights } from './weights.js';
 
@@ -16,8 +16,8 @@ export interface EnhanceOptions {
    */
   windows?: 'official' | 'paper';
   /**
-   * Attention layout: `'auto'` (default) picks the faster of `'batched'` and `'per-window'`
-   * for the active backend, as measured by `npm run bench`. Results agree to float rounding.
+   * Attention layout: `'auto'` (default) picks the fastest of `'batched'`, `'per-window'` and
+   * `'per-head'` for the active backend, as measured by `npm run bench`. Results agree to float rounding.
    */
   layout?: AttentionLayout;
 }
@@ -50,7 +50,7 @@ export function dualPerspectiveEnhance(
   const [rows, cols] = mapGrid(opts?.grid, local.shape, fn);
   const mode = pick(opts.mode, ['both', 'global', 'local'], 'opts.mode', fn);
   const windows = pick(opts.windows, ['official', 'paper'], 'opts.windows', fn);
-  const layout = pick(opts.layout, ['auto', 'batched', 'per-window'], 'opts.layout', fn);
+  const layout = pick<AttentionLayout>(opts.layout, ['auto', ...ATTENTION_LAYOUTS], 'opts.layout', fn);
   checkAttention(w, local.shape[3], fn);
 
   // Which windows each direction uses: the released code's layout, or the paper's.
