@@ -28,3 +28,27 @@ export {
   type SafetensorsDtype,
 } from './io/safetensors.js';
 export { loadSafetensors, type LoadSafetensorsOptions } from './io/loadSafetensors.js';
+export {
+  loadTokenizer,
+  tokenizerFromJson,
+  type Tokenizer,
+  type TokenizeOptions,
+  type DetokenizeOptions,
+  type TokenizerFromJsonOptions,
+} from './pipeline/tokenizer.js';
+export {
+  officialPromptText,
+  promptIds,
+  tokenizerImageToken,
+  applyChatTemplate,
+  stopIds,
+  IMAGE_TOKEN,
+  IMAGE_TOKEN_INDEX,
+  LLAMA3_SYSTEM_MESSAGE,
+  LLAMA3_STOP_TOKENS,
+  type ChatMessage,
+  type PromptIdsOptions,
+  type ApplyChatTemplateOptions,
+  type StopIdsConfig,
+} from './pipeline/prompt.js';
+export { sampleNext, seededRng, argmax, type SampleOptions } from './pipeline/sampling.js';
