@@ -182,7 +182,7 @@ const composites = [];
 const svg = [];
 svg.push(text(M, M + 22, `INF-LLaVA Dual-perspective Cropping Module: one ${SIZE}×${SIZE} image, ${N}×${N} grid`, 24, 'font-weight="bold" fill="#111"'));
 const subtitle = [
-  `Input: examples/assets/extreme_ironing.jpg (${src.width}×${src.height}), padded to ${side}×${side} with the CLIP mean colour ` +
+  `Input: assets/extreme_ironing.jpg (${src.width}×${src.height}), padded to ${side}×${side} with the CLIP mean colour ` +
     `RGB(${CLIP_MEAN_RGB.r},${CLIP_MEAN_RGB.g},${CLIP_MEAN_RGB.b}), resized to ${SIZE}×${SIZE} (cubic).`,
   `Each perspective cuts it into ${N * N} sub-images of ${TILE}×${TILE} (tensor [${N * N}, ${TILE}, ${TILE}, 3]); ` +
     `tiles are shown downscaled to ${SHOW}×${SHOW}.`,

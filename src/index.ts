@@ -52,3 +52,33 @@ export {
   type StopIdsConfig,
 } from './pipeline/prompt.js';
 export { sampleNext, seededRng, argmax, type SampleOptions } from './pipeline/sampling.js';
+export { resizeBicubic, type ResizeBicubicOptions } from './image/resizeBicubic.js';
+export { preprocessImage, CLIP_MEAN, CLIP_STD, LLAVA_PAD_RGB, type PreprocessOptions } from './image/preprocess.js';
+export { decodeImage } from './image/decode.js';
+export {
+  loadClipVision,
+  clipVisionFromTensors,
+  clipVisionConfigFromJson,
+  initClipVisionTensors,
+  CLIP_VIT_L_14_336,
+  type ClipVision,
+  type ClipVisionConfig,
+  type ClipFeaturesOptions,
+  type ClipVisionLoadOptions,
+  type LoadClipVisionOptions,
+} from './models/clip.js';
+export {
+  loadLlama,
+  llamaFromTensors,
+  llamaConfigFromJson,
+  type Llama,
+  type LlamaConfig,
+  type LlamaForwardInput,
+  type KVCache,
+  type LoadLlamaOptions,
+  type LlamaFromTensorsOptions,
+  type LlamaRopeScaling,
+} from './models/llama.js';
+export { projectorFromTensors, project, type Projector } from './models/projector.js';
+export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions } from './pipeline/vision.js';
+export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult } from './pipeline/infLlava.js';

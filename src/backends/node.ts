@@ -56,7 +56,7 @@ export async function useBackend(name: BackendName): Promise<void> {
     await loaders[name]();
     if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false`);
     await tf.ready();
-    const y = tf.add(tf.tensor1d([1, 2]), 1);
+    const y = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1));
     const v = await y.data();
     y.dispose();
     if (v[0] !== 2 || v[1] !== 3) throw new Error(`smoke test computed ${Array.from(v)}`);
