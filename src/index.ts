@@ -59,6 +59,7 @@ export {
   loadClipVision,
   clipVisionFromTensors,
   clipVisionConfigFromJson,
+  detectClipVisionPrefix,
   initClipVisionTensors,
   CLIP_VIT_L_14_336,
   type ClipVision,
@@ -82,3 +83,14 @@ export {
 export { projectorFromTensors, project, type Projector } from './models/projector.js';
 export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions } from './pipeline/vision.js';
 export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult } from './pipeline/infLlava.js';
+export { llamaRopeInvFreq, llamaTensorNames } from './models/llama.js';
+export {
+  LazyWeights,
+  isLazyWeights,
+  loadSafetensorsRaw,
+  listSafetensorsEntries,
+  setBf16Simd,
+  type LazyTensor,
+  type LoadSafetensorsRawOptions,
+  type CheckpointEntry,
+} from './models/llamaWeights.js';

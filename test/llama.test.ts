@@ -45,6 +45,7 @@ async function expectClose(actual: tf.Tensor, refName: string | { data: Float32A
   }
   const rel = maxErr / maxRef;
   worst.set(backend, Math.max(worst.get(backend) ?? 0, rel));
+  if (process.env.LLAMA_PARITY_LOG) console.log(`parity ${backend} ${what}: ${rel.toExponential(2)}`);
   expect(rel, `${what}: max|err|/max|ref| = ${rel.toExponential(2)}`).toBeLessThanOrEqual(tol);
   return rel;
 }

@@ -5,9 +5,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const API = [
-  'SAFETENSORS_MAX_HEADER_BYTES', 'avgPool', 'decodeTensor', 'dualPerspectiveEnhance', 'globalStrideCrop', 'initSpatialEmbed',
-  'linearConcatFuse', 'loadSafetensors', 'localCrop', 'parseSafetensorsHeader', 'readSafetensors', 'recombine2D',
-  'saveSafetensors', 'spatialEmbed', 'spatialEmbedFromStateDict', 'spatialEmbedToStateDict',
+  'CLIP_MEAN', 'CLIP_STD', 'CLIP_VIT_L_14_336', 'IMAGE_TOKEN', 'IMAGE_TOKEN_INDEX', 'LLAMA3_STOP_TOKENS',
+  'LLAMA3_SYSTEM_MESSAGE', 'LLAVA_PAD_RGB', 'LazyWeights', 'SAFETENSORS_MAX_HEADER_BYTES',
+  'applyChatTemplate', 'argmax', 'avgPool', 'clipVisionConfigFromJson', 'clipVisionFromTensors',
+  'decodeImage', 'decodeTensor', 'detectClipVisionPrefix', 'dualPerspectiveEnhance', 'globalStrideCrop',
+  'initClipVisionTensors', 'initSpatialEmbed', 'isLazyWeights', 'linearConcatFuse', 'listSafetensorsEntries',
+  'llamaConfigFromJson', 'llamaFromTensors', 'llamaRopeInvFreq', 'llamaTensorNames', 'loadClipVision',
+  'loadInfLlava', 'loadInfLlavaVision', 'loadLlama', 'loadSafetensors', 'loadSafetensorsRaw',
+  'loadTokenizer', 'localCrop', 'officialPromptText', 'parseSafetensorsHeader', 'preprocessImage', 'project',
+  'projectorFromTensors', 'promptIds', 'readSafetensors', 'recombine2D', 'resizeBicubic', 'sampleNext',
+  'saveSafetensors', 'seededRng', 'setBf16Simd', 'spatialEmbed', 'spatialEmbedFromStateDict',
+  'spatialEmbedToStateDict', 'stopIds', 'tokenizerFromJson', 'tokenizerImageToken',
 ];
 const script = (load: string) =>
   `${load}; const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');` +

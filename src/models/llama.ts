@@ -31,7 +31,9 @@
  */
 import {
   add,
+  cast,
   concat,
+  getBackend,
   dispose,
   gather,
   matMul,
@@ -418,13 +420,20 @@ export interface LlamaFromTensorsOptions {
    * Lazy residency: inputs of at most this many rows (`B·T`: decode steps, short prompts) are
    * multiplied directly on the bf16 bytes ({@link LazyWeights.matMulTransposed}, WebAssembly
    * SIMD) instead of decoding each matrix to float32 for a backend matMul (default 8; 0: never).
-   * The input is read back to the CPU for it (a few KB per projection).
+   * The input is read back to the CPU for it (a few KB per projection); on the cpu, wasm and
+   * tensorflow backends only.
    */
   lazyGemvMaxRows?: number;
 }
 
 const DEFAULT_LAZY_BLOCK_ELEMENTS = 1 << 20;
 const DEFAULT_LAZY_GEMV_MAX_ROWS = 8;
+/**
+ * Backends whose tensors live in CPU memory, where reading a projection's input back for the
+ * bf16 gemv is a copy of a few KB. Not webgpu: a synchronous read of GPU data needs
+ * OffscreenCanvas (absent in Node), and there the weights go to the GPU anyway.
+ */
+const CPU_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm', 'tensorflow']);
 
 /**
  * Builds a LLaMA from tensors under Hugging Face names, asserting every name and shape against
@@ -641,7 +650,10 @@ export async function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promi
 
 /** What {@link Llama.forward} takes: token ids or embeddings, and optionally a cache to extend. */
 export interface LlamaForwardInput {
-  /** `[B, T]` token ids in `[0, V)`. */
+  /**
+   * `[B, T]` token ids in `[0, V)`. A Tensor2D is read back synchronously for a lazy embedding
+   * (on webgpu in Node that works only for tensors made from CPU values: prefer `number[][]`).
+   */
   inputIds?: number[][] | Tensor2D;
   /** `[B, T, d]` float32 embeddings (e.g. prompt embeddings with visual tokens spliced in); not disposed. */
   inputsEmbeds?: Tensor3D;
@@ -712,7 +724,7 @@ class LlamaModel implements Llama {
     if (p.weight) return tidy(() => linear(x, { weight: p.weight!, bias: p.bias }));
     const store = this.w!.store!;
     const m = x.size / p.cols;
-    if (m <= this.gemvMaxRows) {
+    if (m <= this.gemvMaxRows && CPU_BACKENDS.has(getBackend())) {
       const y = store.matMulTransposed(p.name, x.dataSync() as Float32Array, m); // [m, out], or undefined: not bf16
       if (y) {
         return tidy(() => {
@@ -771,7 +783,7 @@ class LlamaModel implements Llama {
       // Resident table and ids on the device: gather there (no read-back). Out-of-range ids are the backend's.
       if (ids?.rank !== 2) throw new Error(`${fn}: ids must be [B, T], got ${JSON.stringify(ids?.shape)}`);
       const table = w.embed.weight;
-      return tidy(() => reshape(gather(table, ids.dtype === 'int32' ? ids : ids.toInt(), 0), [ids.shape[0], ids.shape[1], d]));
+      return tidy(() => reshape(gather(table, ids.dtype === 'int32' ? ids : cast(ids, 'int32'), 0), [ids.shape[0], ids.shape[1], d]));
     }
     const { flat, B, T } = this.idRows(ids, fn);
     if (w.embed.weight) {
