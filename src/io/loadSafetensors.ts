@@ -6,8 +6,8 @@
  * `node:fs/promises` and `node:path` are imported lazily, on the first call: importing this
  * module (or the package index) in a browser costs nothing and fails nothing.
  */
-import type { FileHandle } from 'node:fs/promises';
 import type { Tensor } from '@tensorflow/tfjs-core';
+import { isPlainObject, message, nodeModules, pathKind as kind, readExactly, shardPath, type FileHandle } from './nodeFiles.js';
 import {
   SAFETENSORS_MAX_HEADER_BYTES,
   decodeTensorValues,
@@ -33,48 +33,10 @@ export interface LoadSafetensorsOptions {
 }
 
 const FN = 'loadSafetensors';
+const BROWSER_HINT = 'use readSafetensors on fetched bytes';
 
-type Fs = typeof import('node:fs/promises');
-type NodePath = typeof import('node:path');
-let fs: Fs;
-let nodePath: NodePath;
 
-async function loadNodeModules(): Promise<void> {
-  if (fs && nodePath) return;
-  try {
-    [fs, nodePath] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-  } catch (e) {
-    throw new Error(`${FN}: needs Node's fs and path modules (Node only; in a browser use readSafetensors on fetched bytes): ${message(e)}`);
-  }
-}
-/** Largest single `read()` (Node caps one read at 2 GiB). */
-const MAX_READ_CHUNK = 1 << 30;
 
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Reads exactly `length` bytes at `position`, looping over short reads. */
-async function readExactly(fh: FileHandle, length: number, position: number, ctx: string): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const want = Math.min(length - done, MAX_READ_CHUNK);
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await fh.read(buf, done, want, position + done));
-    } catch (e) {
-      throw new Error(`${ctx}: read failed at byte ${position + done}: ${message(e)}`);
-    }
-    if (bytesRead === 0) throw new Error(`${ctx}: unexpected end of file at byte ${position + done} (file changed while reading?)`);
-    done += bytesRead;
-  }
-  return buf;
-}
 
 /**
  * Reads the tensors of one file that `want(name)` selects: the 8-byte length, the header, then
@@ -88,6 +50,7 @@ async function loadFile(
   made: Tensor[],
 ): Promise<{ metadata: Record<string, string>; names: string[] }> {
   const ctx = `${FN}: ${file}`;
+  const { fs } = await nodeModules(FN, BROWSER_HINT);
   let fh: FileHandle;
   try {
     fh = await fs.open(file, 'r');
@@ -114,20 +77,6 @@ async function loadFile(
   }
 }
 
-/** Resolves a shard file name from an index, refusing anything that leads outside `dir`. */
-function shardPath(dir: string, shard: string, index: string): string {
-  const bad = (why: string) => new Error(`${FN}: ${index}: shard ${JSON.stringify(shard)} ${why}`);
-  if (shard === '' || shard.includes('\0')) throw bad('is not a valid file name');
-  if (nodePath.isAbsolute(shard) || nodePath.posix.isAbsolute(shard) || nodePath.win32.isAbsolute(shard)) {
-    throw bad('is an absolute path; shards must be inside the checkpoint directory');
-  }
-  const resolved = nodePath.resolve(dir, shard);
-  const rel = nodePath.relative(dir, resolved);
-  if (rel === '' || rel === '..' || rel.startsWith(`..${nodePath.sep}`) || nodePath.isAbsolute(rel)) {
-    throw bad('leads outside the checkpoint directory');
-  }
-  return resolved;
-}
 
 interface ShardIndex {
   metadata: Record<string, string>;
@@ -135,6 +84,7 @@ interface ShardIndex {
 }
 
 async function readIndex(index: string): Promise<ShardIndex> {
+  const { fs } = await nodeModules(FN, BROWSER_HINT);
   let text: string;
   try {
     const st = await fs.stat(index);
@@ -184,14 +134,6 @@ function prefixFilter(opts: LoadSafetensorsOptions | undefined): (name: string) 
   return (name) => prefixes.some((s) => name.startsWith(s));
 }
 
-async function kind(path: string): Promise<'file' | 'dir' | 'none'> {
-  try {
-    const st = await fs.stat(path);
-    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'none';
-  } catch {
-    return 'none';
-  }
-}
 
 /**
  * Loads a safetensors checkpoint from disk (Node only).
@@ -217,7 +159,7 @@ async function kind(path: string): Promise<'file' | 'dir' | 'none'> {
 export async function loadSafetensors(path: string, opts?: LoadSafetensorsOptions): Promise<SafetensorsContents> {
   if (typeof path !== 'string' || path === '') throw new Error(`${FN}: path must be a non-empty string, got ${JSON.stringify(path)}`);
   const want = prefixFilter(opts);
-  await loadNodeModules();
+  const { path: nodePath } = await nodeModules(FN, BROWSER_HINT);
   const tensors: Record<string, Tensor> = Object.create(null);
   const made: Tensor[] = [];
   try {
@@ -241,7 +183,7 @@ export async function loadSafetensors(path: string, opts?: LoadSafetensorsOption
     // Shards in first-mention order, each with the wanted names the index assigns to it.
     const shards = new Map<string, Set<string>>();
     for (const [name, shard] of weightMap) {
-      const file = shardPath(dir, shard, index); // validate every entry, wanted or not
+      const file = shardPath(dir, shard, index, FN); // validate every entry, wanted or not
       if (!want(name)) continue;
       let names = shards.get(file);
       if (!names) shards.set(file, (names = new Set()));

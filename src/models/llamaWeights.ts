@@ -15,6 +15,9 @@
  */
 import { tensor, type Tensor, type Tensor2D } from '@tensorflow/tfjs-core';
 import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE } from '../io/loadSafetensors.js';
+import { isPlainObject, message, nodeModules, pathKind as kind, readExactly, shardPath, type FileHandle } from '../io/nodeFiles.js';
+
+const BROWSER_HINT = 'use LazyWeights.fromSafetensors';
 import {
   SAFETENSORS_DTYPE_BYTES,
   SAFETENSORS_MAX_HEADER_BYTES,
@@ -39,9 +42,6 @@ const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const BRAND = Symbol.for('inf-llava.LazyWeights');
 
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /**
  * Two WebAssembly SIMD kernels over bf16 bytes, hand-assembled (~400 bytes, no toolchain):
@@ -389,40 +389,7 @@ export function isLazyWeights(x: unknown): x is LazyWeights {
 // ---------------------------------------------------------------------------------------
 // Node: reading checkpoints from disk
 
-type Fs = typeof import('node:fs/promises');
-type NodePath = typeof import('node:path');
-type FileHandle = import('node:fs/promises').FileHandle;
-let fs: Fs;
-let nodePath: NodePath;
 
-async function loadNodeModules(fn: string): Promise<void> {
-  if (fs && nodePath) return;
-  try {
-    [fs, nodePath] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-  } catch (e) {
-    throw new Error(`${fn}: needs Node's fs and path modules (Node only; in a browser use LazyWeights.fromSafetensors): ${message(e)}`);
-  }
-}
-
-/** Largest single `read()` (Node caps one read at 2 GiB). */
-const MAX_READ_CHUNK = 1 << 30;
-
-async function readExactly(fh: FileHandle, length: number, position: number, ctx: string): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const want = Math.min(length - done, MAX_READ_CHUNK);
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await fh.read(buf, done, want, position + done));
-    } catch (e) {
-      throw new Error(`${ctx}: read failed at byte ${position + done}: ${message(e)}`);
-    }
-    if (bytesRead === 0) throw new Error(`${ctx}: unexpected end of file at byte ${position + done} (file changed while reading?)`);
-    done += bytesRead;
-  }
-  return buf;
-}
 
 /** A tensor's location in a checkpoint: its file and validated header entry. */
 export interface CheckpointEntry {
@@ -432,21 +399,9 @@ export interface CheckpointEntry {
   dataOffset: number;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-async function kind(path: string): Promise<'file' | 'dir' | 'none'> {
-  try {
-    const st = await fs.stat(path);
-    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'none';
-  } catch {
-    return 'none';
-  }
-}
-
 async function readHeader(file: string, fn: string): Promise<{ entries: SafetensorsEntry[]; dataOffset: number; metadata: Record<string, string> }> {
   const ctx = `${fn}: ${file}`;
+  const { fs } = await nodeModules(fn, BROWSER_HINT);
   let fh: FileHandle;
   try {
     fh = await fs.open(file, 'r');
@@ -465,17 +420,6 @@ async function readHeader(file: string, fn: string): Promise<{ entries: Safetens
   }
 }
 
-function shardPath(dir: string, shard: string, index: string, fn: string): string {
-  const bad = (why: string) => new Error(`${fn}: ${index}: shard ${JSON.stringify(shard)} ${why}`);
-  if (shard === '' || shard.includes('\0')) throw bad('is not a valid file name');
-  if (nodePath.isAbsolute(shard) || nodePath.posix.isAbsolute(shard) || nodePath.win32.isAbsolute(shard)) {
-    throw bad('is an absolute path; shards must be inside the checkpoint directory');
-  }
-  const resolved = nodePath.resolve(dir, shard);
-  const rel = nodePath.relative(dir, resolved);
-  if (rel === '' || rel === '..' || rel.startsWith(`..${nodePath.sep}`) || nodePath.isAbsolute(rel)) throw bad('leads outside the checkpoint directory');
-  return resolved;
-}
 
 /**
  * Every tensor of a checkpoint with its dtype, shape and location, from the headers only (no
@@ -486,7 +430,7 @@ function shardPath(dir: string, shard: string, index: string, fn: string): strin
 export async function listSafetensorsEntries(path: string): Promise<{ entries: Map<string, CheckpointEntry>; metadata: Record<string, string> }> {
   const fn = 'listSafetensorsEntries';
   if (typeof path !== 'string' || path === '') throw new Error(`${fn}: path must be a non-empty string, got ${JSON.stringify(path)}`);
-  await loadNodeModules(fn);
+  const { fs, path: nodePath } = await nodeModules(fn, BROWSER_HINT);
   const entries = new Map<string, CheckpointEntry>();
   const addFile = async (file: string, names?: Set<string>) => {
     const h = await readHeader(file, fn);
@@ -553,6 +497,7 @@ export async function loadSafetensorsRaw(path: string, opts: LoadSafetensorsRawO
   const prefixes = opts.prefix === undefined ? undefined : typeof opts.prefix === 'string' ? [opts.prefix] : [...opts.prefix];
   const want = (name: string) => (!prefixes || prefixes.some((p) => name.startsWith(p))) && (!opts.filter || opts.filter(name));
   const { entries, metadata } = await listSafetensorsEntries(path);
+  const { fs } = await nodeModules(fn, BROWSER_HINT);
   const byFile = new Map<string, CheckpointEntry[]>();
   for (const [name, ce] of entries) {
     if (!want(name)) continue;
