@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadSafetensors } from '../src/io/loadSafetensors.js';
 import { parseSafetensorsHeader, readSafetensors, readSafetensorsHeaderLength } from '../src/io/safetensors.js';
 import { clipVisionFromTensors, loadClipVision, type ClipVision, type ClipVisionConfig } from '../src/models/clip.js';
+import { maxRelErr } from './oracle.js';
 import { describeEachBackend, expectThrowsClean, type BackendName } from './backends.js';
 
 const FIX = 'test/fixtures/clip';
@@ -101,17 +102,7 @@ const worst = new Map<string, number>();
 /** max |a - ref| / max |ref| within `tol`; NaN fails. */
 async function expectParity(actual: tf.Tensor, ref: tf.Tensor, tol: number, what: string, backend: string): Promise<number> {
   expect(actual.shape, `${what}: shape`).toEqual(ref.shape);
-  const a = await actual.data();
-  const r = await ref.data();
-  let maxErr = 0;
-  let maxRef = 0;
-  for (let i = 0; i < r.length; i++) {
-    const err = Math.abs(a[i]! - r[i]!);
-    if (!(err <= Number.MAX_VALUE)) throw new Error(`${what}: element ${i} is ${a[i]} (expected ${r[i]})`);
-    maxErr = Math.max(maxErr, err);
-    maxRef = Math.max(maxRef, Math.abs(r[i]!));
-  }
-  const rel = maxErr / maxRef;
+  const rel = maxRelErr(await actual.data(), await ref.data(), what, 0);
   worst.set(backend, Math.max(worst.get(backend) ?? 0, rel));
   expect(rel, `${what}: max|err| / max|ref| = ${rel.toExponential(2)}`).toBeLessThanOrEqual(tol);
   return rel;

@@ -15,6 +15,7 @@ import {
   type Grid,
   type SpatialEmbedOptions,
 } from '../src/index.js';
+import { maxRelErr } from './oracle.js';
 import { describeEachBackend, type BackendName } from './backends.js';
 
 const DIR = 'test/fixtures/dem';
@@ -24,17 +25,7 @@ const worst = new Map<string, number>();
 /** max |a - ref| / max |ref| within `tol`; NaN fails. */
 async function expectParity(actual: tf.Tensor, ref: tf.Tensor, tol: number, what: string, backend: string, refFloor = 0): Promise<void> {
   expect(actual.shape, `${what}: shape`).toEqual(ref.shape);
-  const a = await actual.data();
-  const r = await ref.data();
-  let maxErr = 0;
-  let maxRef = 0;
-  for (let i = 0; i < r.length; i++) {
-    const err = Math.abs(a[i]! - r[i]!);
-    if (!(err <= Number.MAX_VALUE)) throw new Error(`${what}: element ${i} is ${a[i]} (expected ${r[i]})`);
-    maxErr = Math.max(maxErr, err);
-    maxRef = Math.max(maxRef, Math.abs(r[i]!));
-  }
-  const rel = maxErr / Math.max(maxRef, refFloor);
+  const rel = maxRelErr(await actual.data(), await ref.data(), what, refFloor);
   worst.set(backend, Math.max(worst.get(backend) ?? 0, rel));
   expect(rel, `${what}: max|err| / max|ref| = ${rel.toExponential(2)}`).toBeLessThanOrEqual(tol);
 }

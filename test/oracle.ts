@@ -79,3 +79,17 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
 }
+
+/** max|actual − ref| / max(max|ref|, floor) — the parity metric of the golden tests; NaN or ±∞ anywhere throws. */
+export function maxRelErr(actual: ArrayLike<number>, ref: ArrayLike<number>, what = 'values', floor = 0): number {
+  expect(actual.length, `${what}: length`).toBe(ref.length);
+  let maxErr = 0;
+  let maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const err = Math.abs(actual[i]! - ref[i]!);
+    if (!(err <= Number.MAX_VALUE)) throw new Error(`${what}: element ${i} is ${actual[i]} (expected ${ref[i]})`);
+    maxErr = Math.max(maxErr, err);
+    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+  }
+  return maxErr / Math.max(maxRef, floor);
+}
