@@ -3,7 +3,7 @@
  *
  *   npx tsx examples/encode-image.ts [--image photo.jpg] [--model DIR] [--vision DIR] [--backend tensorflow]
  *
- * Without --model it uses the tiny random checkpoint of the test fixtures (its numbers mean
+ * Without --model it uses the bundled tiny random checkpoint (assets/) (its numbers mean
  * nothing; the shapes and stages are the real ones). With the real weights (see README:
  * WeihuangLin/INF-LLaVA-sft and openai/clip-vit-large-patch14-336, downloaded by you) it
  * produces the 576 × 4096 tokens LLaMA-3 reads. Nothing is downloaded here.
@@ -19,7 +19,7 @@ const arg = (name: string, fallback?: string) => {
 };
 const backend = (arg('backend', 'tensorflow') as BackendName);
 const imagePath = arg('image', 'assets/extreme_ironing.jpg')!;
-const model = arg('model', 'test/fixtures/infllava/tiny-inf-llava')!;
+const model = arg('model', 'assets/tiny-inf-llava')!;
 const vision = arg('vision');
 
 try {
