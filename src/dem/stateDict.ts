@@ -6,6 +6,7 @@
  * variant is `ffn_crop.0` / `ffn_stride.0` alone, without `ln_fuse`.
  */
 import type { Tensor, Tensor1D, Tensor2D } from '@tensorflow/tfjs-core';
+import { throwIfMismatch } from '../io/nameCheck.js';
 import type { LayerNorm } from '../ops/layerNorm.js';
 import type { Linear } from '../ops/linear.js';
 import type { SpatialEmbedWeights } from './weights.js';
@@ -85,14 +86,7 @@ export function spatialEmbedFromStateDict(tensors: Record<string, Tensor>, opts:
 
   const unexpected = Object.keys(tensors).filter((key) => key.startsWith(prefix) && !used.has(key) && !missing.includes(key));
   if (!Number.isInteger(heads) || heads <= 0 || d % heads !== 0) problems.push(`heads ${heads} must be a positive integer dividing the channel count ${d}`);
-  if (missing.length || unexpected.length || problems.length) {
-    const parts = [
-      missing.length ? `missing: ${missing.join(', ')}` : '',
-      unexpected.length ? `unexpected: ${unexpected.join(', ')}` : '',
-      ...problems,
-    ].filter(Boolean);
-    throw new Error(`${fn}: state dict (prefix '${prefix}') does not match SpatialEmbed: ${parts.join('; ')}`);
-  }
+  throwIfMismatch(`${fn}: state dict (prefix '${prefix}') does not match SpatialEmbed`, { missing, unexpected, problems });
   return { attention, fuse };
 }
 

@@ -48,6 +48,7 @@ import { loadSafetensors } from '../io/loadSafetensors.js';
 import { gelu } from '../ops/gelu.js';
 import { layerNorm, type LayerNorm } from '../ops/layerNorm.js';
 import { linear, type Linear } from '../ops/linear.js';
+import { throwIfMismatch } from '../io/nameCheck.js';
 import { ConfigReader, isJsonObject, listCheckpointTensorNames, readConfigJson } from './config.js';
 
 // ---------------------------------------------------------------------------------------
@@ -261,14 +262,7 @@ export function clipVisionFromTensors(tensors: Record<string, Tensor>, config: C
   // older transformers saved.
   for (const name of ['post_layernorm.weight', 'post_layernorm.bias', 'embeddings.position_ids']) used.add(prefix + name);
   const unexpected = Object.keys(tensors).filter((k) => k.startsWith(prefix) && !used.has(k));
-  if (missing.length || unexpected.length || problems.length) {
-    const parts = [
-      missing.length ? `missing: ${missing.join(', ')}` : '',
-      unexpected.length ? `unexpected: ${unexpected.join(', ')}` : '',
-      ...problems,
-    ].filter(Boolean);
-    throw new Error(`${fn}: tensors (prefix '${prefix}') do not match the config (${describeConfig(config)}): ${parts.join('; ')}`);
-  }
+  throwIfMismatch(`${fn}: tensors (prefix '${prefix}') do not match the config (${describeConfig(config)})`, { missing, unexpected, problems });
 
   // Own references: views of the caller's tensors, and the conv weight permuted once
   // [d, C, p, p] → [d, p, p, C] → [d, p·p·C], so the patch embedding is one matMul over

@@ -57,6 +57,7 @@ import {
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
 import { loadSafetensors } from '../io/loadSafetensors.js';
+import { throwIfMismatch } from '../io/nameCheck.js';
 import { linear } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
@@ -536,10 +537,7 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
   // transformers' old non-persistent rotary buffer is accepted.
   const all = store ? store.names() : Object.keys(record!);
   const unexpected = all.filter((k) => k.startsWith(`${prefix}model.layers.`) && !used.has(k) && !k.endsWith('.rotary_emb.inv_freq'));
-  if (missing.length || unexpected.length || problems.length) {
-    const parts = [missing.length ? `missing: ${missing.join(', ')}` : '', unexpected.length ? `unexpected: ${unexpected.join(', ')}` : '', ...problems].filter(Boolean);
-    throw new Error(`${fn}: tensors (prefix '${prefix}') do not match the config (${describe(config)}): ${parts.join('; ')}`);
-  }
+  throwIfMismatch(`${fn}: tensors (prefix '${prefix}') do not match the config (${describe(config)})`, { missing, unexpected, problems });
 
   // Residency. Record: own views of every tensor. Store: 1-D tensors decoded now, matrices by name.
   const made: Tensor[] = [];
