@@ -7,7 +7,10 @@
  * `node:fs/promises` and `node:path` are imported lazily, on the first call of a Node helper.
  */
 import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE } from '../io/loadSafetensors.js';
+import { message, nodeModules } from '../io/nodeFiles.js';
 import { parseSafetensorsHeader, readSafetensorsHeaderLength } from '../io/safetensors.js';
+
+const BROWSER_HINT = 'parse the fetched JSON yourself';
 
 /** A parsed JSON object. */
 export type JsonObject = Record<string, unknown>;
@@ -82,31 +85,13 @@ export class ConfigReader {
 // ---------------------------------------------------------------------------------------
 // Node helpers
 
-type Fs = typeof import('node:fs/promises');
-type NodePath = typeof import('node:path');
-let fs: Fs;
-let nodePath: NodePath;
-
-async function loadNodeModules(fn: string): Promise<void> {
-  if (fs && nodePath) return;
-  try {
-    [fs, nodePath] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-  } catch (e) {
-    throw new Error(`${fn}: needs Node's fs and path modules (Node only): ${message(e)}`);
-  }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /** The config file of a Hugging Face checkpoint directory. */
 export const CONFIG_FILE = 'config.json';
 
-/** Reads and parses `dir/config.json` (Node only); the error names the file. */
-export async function readConfigJson(dir: string): Promise<JsonObject> {
-  const fn = 'readConfigJson';
-  await loadNodeModules(fn);
+/** Reads and parses `dir/config.json` (Node only); the error names the file, and `fn` (the caller) first. */
+export async function readConfigJson(dir: string, fn = 'readConfigJson'): Promise<JsonObject> {
+  const { fs, path: nodePath } = await nodeModules(fn, BROWSER_HINT);
   const file = nodePath.join(dir, CONFIG_FILE);
   let text: string;
   try {
@@ -131,7 +116,7 @@ export async function readConfigJson(dir: string): Promise<JsonObject> {
  */
 export async function listCheckpointTensorNames(dir: string): Promise<string[]> {
   const fn = 'listCheckpointTensorNames';
-  await loadNodeModules(fn);
+  const { fs, path: nodePath } = await nodeModules(fn, BROWSER_HINT);
   const index = nodePath.join(dir, SAFETENSORS_INDEX_FILE);
   let indexText: string | undefined;
   try {

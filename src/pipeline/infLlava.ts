@@ -5,6 +5,7 @@
  */
 import { concat, tidy, type Tensor3D } from '@tensorflow/tfjs-core';
 import { decodeImage } from '../image/decode.js';
+import { readConfigJson } from '../models/config.js';
 import { loadLlama, type KVCache, type Llama } from '../models/llama.js';
 import { IMAGE_TOKEN_INDEX, promptIds, stopIds } from './prompt.js';
 import { sampleNext, seededRng } from './sampling.js';
@@ -63,9 +64,7 @@ export async function loadInfLlava(dir: string, opts: { visionDir?: string; toke
     vision.dispose();
     throw e;
   }
-  const { readFile } = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { eos_token_id?: number | number[] };
+  const config = (await readConfigJson(dir, 'loadInfLlava')) as { eos_token_id?: number | number[] };
   const stops = new Set(stopIds(tokenizer, config));
   if (vision.config.hiddenSize !== llm.config.hiddenSize) {
     throw new Error(`loadInfLlava: the projector outputs ${vision.config.hiddenSize} channels but the language model's hidden size is ${llm.config.hiddenSize}`);

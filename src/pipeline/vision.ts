@@ -15,6 +15,7 @@ import { preprocessImage } from '../image/preprocess.js';
 import { resizeBicubic } from '../image/resizeBicubic.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { clipVisionConfigFromJson, clipVisionFromTensors, loadClipVision, type ClipVision } from '../models/clip.js';
+import { readConfigJson } from '../models/config.js';
 import { project, projectorFromTensors, type Projector } from '../models/projector.js';
 
 const TOWER_PREFIX = 'model.vision_tower.vision_tower.';
@@ -62,22 +63,6 @@ export interface InfLlavaVision {
   dispose(): void;
 }
 
-async function readConfig(dir: string): Promise<Record<string, unknown>> {
-  const { readFile } = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new Error(`loadInfLlavaVision: cannot read ${path}: ${(e as Error).message}; pass the INF-LLaVA checkpoint directory`);
-  }
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`loadInfLlavaVision: ${path} is not valid JSON: ${(e as Error).message}`);
-  }
-}
 
 /**
  * Loads the vision half of an INF-LLaVA checkpoint (LLaVA format: `config.json` + single or
@@ -88,7 +73,9 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
  */
 export async function loadInfLlavaVision(checkpointDir: string, opts: { visionDir?: string; grid?: number; heads?: number } = {}): Promise<InfLlavaVision> {
   const fn = 'loadInfLlavaVision';
-  const cfg = await readConfig(checkpointDir);
+  const cfg = await readConfigJson(checkpointDir, fn).catch((e: Error) => {
+    throw new Error(`${e.message}; pass the INF-LLaVA checkpoint directory`);
+  });
   const num = (k: string, fallback?: number): number => {
     const v = cfg[k] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${fn}: config.json needs a numeric "${k}", got ${JSON.stringify(cfg[k])}`);
@@ -139,11 +126,8 @@ export async function loadInfLlavaVision(checkpointDir: string, opts: { visionDi
 async function readTowerConfig(dir: string, cfg: Record<string, unknown>, tensors: Record<string, Tensor>) {
   const { existsSync } = await import('node:fs');
   const { join } = await import('node:path');
-  const tower = typeof cfg.mm_vision_tower === 'string' ? join(dir, '..', cfg.mm_vision_tower, 'config.json') : '';
-  if (tower && existsSync(tower)) {
-    const { readFile } = await import('node:fs/promises');
-    return clipVisionConfigFromJson(JSON.parse(await readFile(tower, 'utf8')));
-  }
+  const tower = typeof cfg.mm_vision_tower === 'string' ? join(dir, '..', cfg.mm_vision_tower) : '';
+  if (tower && existsSync(join(tower, 'config.json'))) return clipVisionConfigFromJson(await readConfigJson(tower, 'loadInfLlavaVision'));
   const p = `${TOWER_PREFIX}vision_model.`;
   const patch = tensors[`${p}embeddings.patch_embedding.weight`]?.shape; // [hidden, 3, p, p]
   const pos = tensors[`${p}embeddings.position_embedding.weight`]?.shape; // [N+1, hidden]
