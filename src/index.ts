@@ -11,7 +11,7 @@ export type { Linear } from './ops/linear.js';
 export type { LayerNorm } from './ops/layerNorm.js';
 export type { DemAttentionWeights, FuseWeights, SpatialEmbedWeights } from './dem/weights.js';
 export { dualPerspectiveEnhance, type EnhanceOptions } from './dem/dualPerspectiveEnhance.js';
-export type { AttentionLayout } from './dem/attention.js';
+export { attention, ATTENTION_LAYOUTS, type AttentionLayout, type AttentionOptions } from './ops/attention.js';
 export { linearConcatFuse, type FuseOptions } from './dem/linearConcatFuse.js';
 export { spatialEmbed, type SpatialEmbedOptions } from './dem/spatialEmbed.js';
 export { spatialEmbedFromStateDict, spatialEmbedToStateDict, type FromStateDictOptions } from './dem/stateDict.js';

@@ -1,44 +1,13 @@
-import { add, dispose, getBackend, matMul, mul, reshape, softmax, stack, tidy, transpose, unstack, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
+import { add, mul, reshape, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../grid.js';
 import { imageToTiles, tilesToImage } from '../dcm/layouts.js';
 import { layerNorm } from '../ops/layerNorm.js';
 import { linear } from '../ops/linear.js';
+import { attentionTransposedKeys, type AttentionLayout } from '../ops/attention.js';
 import type { DemAttentionWeights } from './weights.js';
 
-/**
- * How the windows × heads attention is laid out:
- * - `'batched'`: all windows and heads in two batched matMuls (`[windows·heads, t, t]` scores);
- * - `'per-window'`: a loop over windows, each with its heads batched (`[heads, t, t]` scores),
- *   so a window's working set stays small and its buffers are reused;
- * - `'per-head'`: a loop over windows × heads of 2-D matMuls (for backends whose batched
- *   matMul is much slower than their 2-D one, like wasm);
- * - `'auto'`: the faster one for the active backend, as measured by `npm run bench` (bench/NOTES.md).
- */
-export type AttentionLayout = 'auto' | 'batched' | 'per-window' | 'per-head';
-
-/** Every concrete layout, for option checks and benchmarks. */
-export const ATTENTION_LAYOUTS = ['batched', 'per-window', 'per-head'] as const;
-
-/**
- * Measured choice per backend for windows of at least 256 tokens (bench/NOTES.md); smaller
- * windows, and backends not listed, use `'batched'`. tensorflow: per-window is as fast as
- * batched at the official size (698 vs 693 ms) with a 10× smaller score buffer; wasm: its
- * batched matMul is ~10× slower than its 2-D one, so per-head wins (6.8 s vs 13.6 s).
- */
-const LARGE_WINDOW_LAYOUT: Record<string, Exclude<AttentionLayout, 'auto'>> = {
-  tensorflow: 'per-window',
-  wasm: 'per-head',
-};
-
-export function resolveLayout(layout: AttentionLayout, tokensPerWindow: number): Exclude<AttentionLayout, 'auto'> {
-  if (layout !== 'auto') return layout;
-  return tokensPerWindow >= 256 ? (LARGE_WINDOW_LAYOUT[getBackend()] ?? 'batched') : 'batched';
-}
-
-/** softmax(q kᵀ) v over `[N, t, dk]` queries with keys pre-transposed `[N, dk, t]`. */
-function attend(q: Tensor, kT: Tensor, v: Tensor): Tensor {
-  return matMul(softmax(matMul(q, kT)), v);
-}
+/** The layouts are the attention op's (src/ops/attention.ts); re-exported for the DEM's options. */
+export { ATTENTION_LAYOUTS, resolveLayout, type AttentionLayout } from '../ops/attention.js';
 
 /**
  * Windowed multi-head cross-attention: the map is cut into `rows × cols` windows (contiguous
@@ -69,28 +38,18 @@ export function windowedAttention(
   const t = h * wd; // tokens per window
 
   // [B, H, W, d] → [N, heads, t, dk] (or [N, heads, dk, t] for keys); channel = head*dk + k.
-  const toHeads = (map: Tensor4D, keys: boolean): Tensor => {
+  const toHeads = (map: Tensor4D, keys: boolean): Tensor4D => {
     const tiles = reshape(imageToTiles(map, windows, rows, cols, h, wd), [N, t, heads, dk]);
-    return transpose(tiles, keys ? [0, 2, 3, 1] : [0, 2, 1, 3]);
+    return transpose(tiles, keys ? [0, 2, 3, 1] : [0, 2, 1, 3]) as Tensor4D;
   };
   // Scale folded into q (t·d multiplies instead of t·t).
   const q = toHeads(mul(linear(qMap, w.query), 1 / Math.sqrt(dk)), false); // [N, heads, t, dk]
   const kT = toHeads(linear(kvMap, w.key), true); // [N, heads, dk, t]
   const v = toHeads(linear(kvMap, w.value), false); // [N, heads, t, dk]
 
-  let attended: Tensor; // [N, heads, t, dk]
-  const flat = (x: Tensor, a: number, b: number) => reshape(x, [N * heads, a, b]);
-  const resolved = resolveLayout(layout, t);
-  if (resolved === 'batched') {
-    attended = reshape(attend(flat(q, t, dk), flat(kT, dk, t), flat(v, t, dk)), [N, heads, t, dk]);
-  } else {
-    // per-window: one [heads, t, dk] slice per window; per-head: one 2-D [t, dk] slice per window × head.
-    const split = (x: Tensor, a: number, b: number) => unstack(resolved === 'per-window' ? x : flat(x, a, b));
-    const [qs, ks, vs] = [split(q, t, dk), split(kT, dk, t), split(v, t, dk)];
-    const outs = qs.map((qi, i) => tidy(() => attend(qi, ks[i]!, vs[i]!)));
-    attended = reshape(stack(outs), [N, heads, t, dk]);
-    dispose([...qs, ...ks, ...vs, ...outs]);
-  }
+  // One attention op for the library: one-shot per window where the scores are small, in
+  // query × key blocks with an online softmax where they are not (src/ops/attention.ts).
+  const attended = attentionTransposedKeys(q, kT, v, { scale: 1, layout }); // [N, heads, t, dk]
   const merged = reshape(transpose(attended, [0, 2, 1, 3]), [N, h, wd, d]) as Tensor4D;
   const map = tilesToImage(merged, windows, rows, cols); // [B, H, W, d]
   return layerNorm(add(linear(map, w.output), qMap), w.norm) as Tensor4D;

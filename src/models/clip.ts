@@ -43,7 +43,7 @@ import {
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
 import { rearrange } from '../dcm/rearrange.js';
-import { resolveLayout } from '../dem/attention.js';
+import { attentionTransposedKeys } from '../ops/attention.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { gelu } from '../ops/gelu.js';
 import { layerNorm, type LayerNorm } from '../ops/layerNorm.js';
@@ -420,21 +420,6 @@ function embed(w: ClipVisionWeights, c: ClipVisionConfig, pixels: Tensor4D): Ten
   return layerNorm(x, w.preNorm) as Tensor3D;
 }
 
-/** softmax(q·kᵀ)·v over `[B, heads, T, dk]` queries, keys laid out `[B, heads, dk, T]`. */
-function attend(q: Tensor, kT: Tensor, v: Tensor): Tensor {
-  const [B, heads, T, dk] = q.shape as [number, number, number, number];
-  const attention = (qi: Tensor, ki: Tensor, vi: Tensor) => matMul(softmax(matMul(qi, ki)), vi); // [.., T, T] scores inside
-  // The layout the DEM measured per backend: one batched matMul, per image, or per head (2-D).
-  const layout = resolveLayout('auto', T);
-  if (layout === 'batched') return attention(q, kT, v);
-  const split = (x: Tensor, a: number, b: number) => unstack(layout === 'per-window' ? reshape(x, [B, heads, a, b]) : reshape(x, [B * heads, a, b]));
-  const [qs, ks, vs] = [split(q, T, dk), split(kT, dk, T), split(v, T, dk)];
-  const outs = qs.map((qi, i) => tidy(() => attention(qi, ks[i]!, vs[i]!)));
-  const out = reshape(stack(outs), [B, heads, T, dk]);
-  dispose([...qs, ...ks, ...vs, ...outs]);
-  return out;
-}
-
 /** x + out_proj(attention(layer_norm1(x))): [B, T, d] → [B, T, d]. */
 function attentionBlock(x: Tensor3D, l: EncoderLayer, c: ClipVisionConfig): Tensor3D {
   const [B, T, d] = x.shape;
@@ -445,7 +430,7 @@ function attentionBlock(x: Tensor3D, l: EncoderLayer, c: ClipVisionConfig): Tens
   const q = transpose(reshape(mul(linear(h, l.query), 1 / Math.sqrt(dk)), [B, T, heads, dk]), [0, 2, 1, 3]); // [B, heads, T, dk]
   const kT = transpose(reshape(linear(h, l.key), [B, T, heads, dk]), [0, 2, 3, 1]); // [B, heads, dk, T]
   const v = transpose(reshape(linear(h, l.value), [B, T, heads, dk]), [0, 2, 1, 3]); // [B, heads, T, dk]
-  const attended = attend(q, kT, v); // [B, heads, T, dk]
+  const attended = attentionTransposedKeys(q as Tensor4D, kT as Tensor4D, v as Tensor4D, { scale: 1 }); // [B, heads, T, dk]: one-shot per image, or blocked (src/ops/attention.ts)
   const merged = reshape(transpose(attended, [0, 2, 1, 3]), [B, T, d]); // [B, T, d]
   return add(x, linear(merged, l.output));
 }

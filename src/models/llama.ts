@@ -58,6 +58,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
+import { attention } from '../ops/attention.js';
 import { linear } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
@@ -685,14 +686,6 @@ function silu<T extends Tensor>(x: T): T {
   return mul(x, sigmoid(x)) as T;
 }
 
-/** Additive causal mask `[T, P + T]`: query `i` (position `P + i`) sees keys `0..P + i`. */
-function causalMask(P: number, T: number): Tensor2D {
-  const S = P + T;
-  const m = new Float32Array(T * S);
-  for (let i = 0; i < T; i++) m.fill(-1e30, i * S + P + i + 1, (i + 1) * S);
-  return tensor2d(m, [T, S]);
-}
-
 class LlamaModel implements Llama {
   private w: LlamaWeights | null;
   private readonly invFreq: Float32Array;
@@ -832,14 +825,13 @@ class LlamaModel implements Llama {
       throw new Error(`${fn}: batch ${B} does not match the cache's batch ${cache.keys[0]!.shape[0]}`);
     }
     const { cos, sinSigned } = ropeTables(this.invFreq, P, T);
-    const mask = T > 1 ? causalMask(P, T) : undefined;
     const keys: Tensor4D[] = [];
     const values: Tensor4D[] = [];
     try {
       for (let i = 0; i < L; i++) {
         const layer = w.layers[i]!;
         const past = cache ? { k: cache.keys[i]!, v: cache.values[i]! } : undefined;
-        const [y, k, v] = tidy(() => this.decoderLayer(x, layer, cos, sinSigned, mask, past));
+        const [y, k, v] = tidy(() => this.decoderLayer(x, layer, cos, sinSigned, past));
         if (x !== inputsEmbeds) x.dispose();
         x = y as Tensor3D;
         keys.push(k as Tensor4D);
@@ -858,18 +850,16 @@ class LlamaModel implements Llama {
     } finally {
       if (x !== inputsEmbeds) x.dispose();
       dispose([cos, sinSigned]);
-      mask?.dispose();
     }
   }
 
   /** One decoder layer: x [B, T, d] → [x', keys, values] with keys/values [B, kvH, P+T, hd]. */
-  private decoderLayer(x: Tensor3D, l: DecoderLayer, cos: Tensor2D, sinSigned: Tensor2D, mask: Tensor2D | undefined, past: { k: Tensor4D; v: Tensor4D } | undefined): Tensor[] {
+  private decoderLayer(x: Tensor3D, l: DecoderLayer, cos: Tensor2D, sinSigned: Tensor2D, past: { k: Tensor4D; v: Tensor4D } | undefined): Tensor[] {
     const c = this.config;
     const [B, T] = x.shape; // x: [B, T, d]
     const H = c.numAttentionHeads;
     const kvH = c.numKeyValueHeads;
     const hd = c.headDim;
-    const rep = H / kvH;
     const heads = (t: Tensor, n: number) => transpose(reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as Tensor4D; // [B, n, T, hd]
 
     const h = rmsNorm(x, l.inputNorm, c.rmsNormEps); // [B, T, d]
@@ -878,15 +868,11 @@ class LlamaModel implements Llama {
     const vNew = heads(this.project(h, l.v), kvH); // [B, kvH, T, hd]
     const k = past ? concat([past.k, kNew], 2) : kNew; // [B, kvH, S, hd], S = P + T
     const v = past ? concat([past.v, vNew], 2) : vNew;
-    const S = k.shape[2];
 
-    // Grouped-query attention without repeating k/v: query head h uses kv head ⌊h / rep⌋, so the
-    // rep query heads of a kv head are contiguous: [B, H, T, hd] = [B·kvH, rep·T, hd].
-    const qg = reshape(mul(q, 1 / Math.sqrt(hd)), [B * kvH, rep * T, hd]);
-    let scores: Tensor = matMul(qg, reshape(k, [B * kvH, S, hd]), false, true); // [B·kvH, rep·T, S]
-    if (mask) scores = reshape(add(reshape(scores, [B * kvH, rep, T, S]), mask), [B * kvH, rep * T, S]);
-    const attn = matMul(softmax(scores), reshape(v, [B * kvH, S, hd])); // [B·kvH, rep·T, hd]
-    const merged = reshape(transpose(reshape(attn, [B, H, T, hd]), [0, 2, 1, 3]), [B, T, H * hd]); // [B, T, H·hd]
+    // Causal, grouped-query (query head h reads kv head ⌊h / rep⌋), memory-bounded: a long
+    // prompt runs in query × key blocks with an online softmax, never a [H, T, S] score tensor.
+    const attn = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(hd) }); // [B, H, T, hd]
+    const merged = reshape(transpose(attn, [0, 2, 1, 3]), [B, T, H * hd]); // [B, T, H·hd]
     const x1 = add(x, this.project(merged, l.o)); // [B, T, d]
 
     const h2 = rmsNorm(x1, l.postNorm, c.rmsNormEps);
