@@ -1,10 +1,12 @@
 /**
  * LLaMA-3-8B at its real size, on a synthetic checkpoint (random bf16 weights, real shapes and
  * names): load (lazy bf16 residency), prefill a prompt, generate a few tokens greedily, and
- * report times and memory. Not a test: it needs ~16 GB of disk, ~18 GB of RAM and minutes.
+ * report times and memory (peak RSS, and how far the prefill raised it). Not a test: it needs
+ * ~16 GB of disk, ~18 GB of RAM and minutes. Any LLaMA checkpoint works with --model, e.g. the
+ * long-context fixture: --model test/fixtures/llama/tiny-llama-long --prompt 8000 (issue 9's target).
  *
  *   .venv/bin/python scripts/make-synthetic-llama8b.py /tmp/llama8b-synthetic
- *   npx tsx bench/llama-8b-synthetic.ts [--dir /tmp/llama8b-synthetic] [--prompt 600] [--tokens 4] [--backend tensorflow]
+ *   npx tsx bench/llama-8b-synthetic.ts [--model /tmp/llama8b-synthetic] [--prompt 600] [--tokens 4] [--backend tensorflow]
  *   rm -rf /tmp/llama8b-synthetic
  *
  * Memory: `process.memoryUsage().rss` sampled every 50 ms by a worker thread (the forward pass
@@ -20,7 +22,8 @@ function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
-const dir = arg('dir', '/tmp/llama8b-synthetic');
+// Not --dir: node-pre-gyp (tfjs-node's binding loader) parses process.argv and takes --dir as its own.
+const dir = arg('model', '/tmp/llama8b-synthetic');
 const promptLen = Number(arg('prompt', '600'));
 const newTokens = Number(arg('tokens', '4'));
 const backend = arg('backend', 'tensorflow') as BackendName;
@@ -48,8 +51,8 @@ const peakRss = () =>
   });
 
 /** A seeded prompt: BOS, then pseudo-random ids (an LCG), like a real prompt's spread over the vocabulary. */
-function prompt(n: number, vocab: number): number[] {
-  const out = [128000];
+function prompt(n: number, vocab: number, bos: number): number[] {
+  const out = [bos];
   let s = 12345;
   while (out.length < n) {
     s = (s * 1103515245 + 12345) % 2 ** 31;
@@ -71,7 +74,8 @@ async function main(): Promise<void> {
   console.log(`load: ${loadS.toFixed(1)} s; rss ${fmt(afterLoad.rss)} (external ${fmt(afterLoad.external)}, arrayBuffers ${fmt(afterLoad.arrayBuffers)}); tensors ${tf.memory().numTensors}`);
 
   const c = llm.config;
-  const ids = prompt(promptLen, c.vocabSize);
+  const ids = prompt(promptLen, c.vocabSize, c.bosTokenId ?? 0);
+  const rssBeforePrefill = process.memoryUsage().rss;
   t = performance.now();
   let { logits, cache } = llm.forward({ inputIds: [ids], logitsToKeep: 1 });
   const first = tf.argMax(logits, -1);
@@ -80,7 +84,8 @@ async function main(): Promise<void> {
   const prefillS = (performance.now() - t) / 1000;
   const nonEmbed = c.numHiddenLayers * (2 * c.hiddenSize * (c.numAttentionHeads + c.numKeyValueHeads) * c.headDim + 3 * c.hiddenSize * c.intermediateSize);
   const flops = 2 * promptLen * nonEmbed + 2 * c.vocabSize * c.hiddenSize; // lm_head on the last position only
-  console.log(`prefill ${promptLen} tokens: ${prefillS.toFixed(1)} s (${(flops / prefillS / 1e9).toFixed(0)} GFLOP/s of ${(flops / 1e12).toFixed(2)} TFLOP); first token ${next}; peak rss so far ${fmt(await peakRss())}`);
+  const peakAfterPrefill = await peakRss();
+  console.log(`prefill ${promptLen} tokens: ${prefillS.toFixed(1)} s (${(flops / prefillS / 1e9).toFixed(0)} GFLOP/s of ${(flops / 1e12).toFixed(2)} TFLOP); first token ${next}; peak rss so far ${fmt(peakAfterPrefill)}, ${((peakAfterPrefill - rssBeforePrefill) / 1e6).toFixed(0)} MB above the rss before the prefill`);
 
   const tokens = [next];
   const perToken: number[] = [];
@@ -104,7 +109,7 @@ async function main(): Promise<void> {
   await sampler.terminate();
   console.log(`peak rss (sampled) ${fmt(peak)}; VmHWM ${fmt(vm('VmHWM'))}; tensors left ${tf.memory().numTensors - baseTensors}`);
   console.log(
-    JSON.stringify({ backend, promptLen, newTokens, loadS, prefillS, decodeSPerToken: mean, perToken, rssAfterLoad: afterLoad.rss, peakRssSampled: peak, vmHWM: vm('VmHWM') }),
+    JSON.stringify({ backend, promptLen, newTokens, loadS, prefillS, rssBeforePrefill, peakRssPrefill: peakAfterPrefill, prefillRssIncrease: peakAfterPrefill - rssBeforePrefill, decodeSPerToken: mean, perToken, rssAfterLoad: afterLoad.rss, peakRssSampled: peak, vmHWM: vm('VmHWM') }),
   );
 }
 
