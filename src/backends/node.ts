@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { guardWasmHeap } from './wasmGuard.js';
 
 /** The backends this library is tested on. */
 export const BACKENDS = ['cpu', 'wasm', 'tensorflow', 'webgpu'] as const;
@@ -56,6 +57,7 @@ export async function useBackend(name: BackendName): Promise<void> {
     await loaders[name]();
     if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false`);
     await tf.ready();
+    if (name === 'wasm') guardWasmHeap(); // an oversized allocation throws instead of aborting the module
     const y = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1));
     const v = await y.data();
     y.dispose();
