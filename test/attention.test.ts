@@ -6,7 +6,7 @@ import '@tensorflow/tfjs'; // registers gradient kernels (same tfjs-core instanc
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { attention, type AttentionOptions } from '../src/index.js';
-import { attentionTransposedKeys } from '../src/ops/attention.js';
+import { attentionPlan, attentionTransposedKeys } from '../src/ops/attention.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
 import { maxRelErr, randomData } from './oracle.js';
 
@@ -197,6 +197,24 @@ await describeEachBackend('attention op (float64 reference)', (backend) => {
       tf.dispose([q1, k1, v1, first, out!]);
     }
     tf.dispose([q, k, v]);
+  });
+
+  it('plans: the measured layouts, one-shot where the scores are small, blocks where they are not', () => {
+    // The DEM at its official size: 18 windows × 8 heads of 576 × 576, dk 128 — one-shot per window/head, as before.
+    const dem = attentionPlan([18, 8, 576, 128], [18, 8, 576, 128], [18, 8, 576, 128]);
+    expect(dem.oneShot).toBe(true);
+    expect(dem.layout).toBe(backend === 'wasm' ? 'per-head' : 'per-window');
+    // CLIP ViT-L on 6 images: 16 heads of 577 × 577.
+    expect(attentionPlan([6, 16, 577, 64], [6, 16, 577, 64], [6, 16, 577, 64]).oneShot).toBe(true);
+    // LLaMA-3-8B decode over an 8,000-token cache: one query row, one piece.
+    expect(attentionPlan([1, 32, 1, 128], [1, 8, 8000, 128], [1, 8, 8000, 128], { causal: true }).oneShot).toBe(true);
+    // A 4,000-token LLaMA-3-8B prefill: blocks of ≤ 128 queries × 1024 keys.
+    const prefill = attentionPlan([1, 32, 4000, 128], [1, 8, 4000, 128], [1, 8, 4000, 128], { causal: true });
+    expect(prefill.oneShot).toBe(false);
+    expect(prefill.keyBlock).toBe(1024);
+    expect(prefill.queryBlock).toBeLessThanOrEqual(128);
+    // Forcing works.
+    expect(attentionPlan([1, 2, 9, 4], [1, 2, 9, 4], [1, 2, 9, 4], { method: 'blocked', queryBlock: 4, keyBlock: 5 })).toMatchObject({ oneShot: false, queryBlock: 4, keyBlock: 5 });
   });
 
   it('bad inputs are refused with errors that name the problem, leaving nothing behind', () => {

@@ -92,9 +92,14 @@ export interface AttentionOptions {
    * `'blocked'` force one (tests, benchmarks).
    */
   method?: 'auto' | 'one-shot' | 'blocked';
-  /** Largest score tensor, `B · H · Tq · Tk`, computed in one piece (default 2^22 elements: 16 MiB of float32). */
+  /**
+   * Largest score tensor of one call (all the heads it computes together: every head for
+   * `'batched'`, one batch item's for `'per-window'`, one kv head's group for `'per-head'`) computed
+   * in one piece (default 2^23 elements: 32 MiB of float32; CLIP ViT-L's 16 heads of 577² fit). One head's `Tq × Tk` above 2^19
+   * elements is always blocked.
+   */
   oneShotMaxElements?: number;
-  /** Blocked: elements of one block's scores over all heads, `B · H · queryBlock · keyBlock` (default 2^19: 2 MiB). */
+  /** Blocked: elements of one block's scores over the call's heads (default 2^19: 2 MiB); at most 2^17 per head. */
   blockElements?: number;
   /** Blocked: queries per block (default: as many as `blockElements` allows). */
   queryBlock?: number;
@@ -102,9 +107,13 @@ export interface AttentionOptions {
   keyBlock?: number;
 }
 
-const DEFAULT_ONE_SHOT_MAX = 1 << 22;
+const DEFAULT_ONE_SHOT_MAX = 1 << 23;
 const DEFAULT_BLOCK_ELEMENTS = 1 << 19;
 const DEFAULT_KEY_BLOCK = 1024;
+/** One head's score matrix is computed whole only up to this many elements (2 MiB: ~724²)… */
+const HEAD_ONE_SHOT_MAX = 1 << 19;
+/** …and one head's block of scores holds at most this many (512 KiB: 128 queries × 1024 keys). */
+const HEAD_BLOCK_MAX = 1 << 17;
 /** Added to masked scores: exp(−1e30 − max) is exactly 0 in float32, and no inf − inf NaN. */
 const MASKED = -1e30;
 
@@ -204,16 +213,45 @@ export function attentionTransposedKeys(q: Tensor4D, kT: Tensor4D, v: Tensor4D, 
   return run(q, kT, v, c, true);
 }
 
-function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: boolean): Tensor4D {
-  const { B, H, Hkv, Tq, Tk, dv } = c;
+/** What {@link attention} will do for these shapes on the active backend. */
+export interface AttentionPlan {
+  layout: Exclude<AttentionLayout, 'auto'>;
+  /** Heads computed together in one call. */
+  callHeads: number;
+  oneShot: boolean;
+  /** Queries and keys per block (one-shot: Tq and Tk). */
+  queryBlock: number;
+  keyBlock: number;
+}
+
+function plan(c: Checked): AttentionPlan {
+  const { B, H, Hkv, Tq, Tk } = c;
   const rep = H / Hkv;
-  const layout = resolveLayout(c.layout, Tq, Tk);
-  // Block sizes come from the whole problem (B·H heads), whatever the layout: the same blocks
-  // whether the heads run together or one call each.
-  const oneShot = c.method === 'one-shot' || (c.method === 'auto' && B * H * Tq * Tk <= c.oneShotMax);
-  const bk = oneShot ? Tk : Math.min(Tk, c.keyBlock ?? DEFAULT_KEY_BLOCK);
-  const bq = oneShot ? Tq : Math.min(Tq, c.queryBlock ?? Math.max(1, Math.floor(c.blockElements / (B * H * bk))));
-  c.plan = { bq, bk };
+  const headOneShot = Tq * Tk <= HEAD_ONE_SHOT_MAX;
+  let layout = resolveLayout(c.layout, Tq, Tk);
+  // 'auto' that would batch a problem too big for one piece: one batch item per call instead,
+  // when that fits in one piece (a loop of one-shot calls beats small blocks over everything).
+  if (c.layout === 'auto' && layout === 'batched' && B > 1 && B * H * Tq * Tk > c.oneShotMax && H * Tq * Tk <= c.oneShotMax && headOneShot) layout = 'per-window';
+  const callHeads = layout === 'batched' || B * Hkv === 1 ? B * H : layout === 'per-window' ? H : rep;
+  const oneShot = c.method === 'one-shot' || (c.method === 'auto' && callHeads * Tq * Tk <= c.oneShotMax && headOneShot);
+  const keyBlock = oneShot ? Tk : Math.min(Tk, c.keyBlock ?? DEFAULT_KEY_BLOCK);
+  const rowsFit = Math.min(Math.floor(c.blockElements / (callHeads * keyBlock)), Math.floor(HEAD_BLOCK_MAX / keyBlock));
+  const queryBlock = oneShot ? Tq : Math.min(Tq, c.queryBlock ?? Math.max(1, rowsFit));
+  return { layout, callHeads, oneShot, queryBlock, keyBlock };
+}
+
+/** The plan {@link attention} follows for q `[B, H, Tq, dk]`, k `[B, Hkv, Tk, dk]`, v `[B, Hkv, Tk, dv]` (for tests and benchmarks). */
+export function attentionPlan(qShape: readonly number[], kShape: readonly number[], vShape: readonly number[], opts: AttentionOptions = {}): AttentionPlan {
+  const fake = (shape: readonly number[]) => ({ shape: [...shape], rank: shape.length, dtype: 'float32', size: shape.reduce((x, y) => x * y, 1), isDisposed: false }) as unknown as Tensor;
+  return plan(check(fake(qShape), fake(kShape), fake(vShape), opts, false));
+}
+
+function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: boolean): Tensor4D {
+  const { B, H, Hkv, Tq, dv } = c;
+  const rep = H / Hkv;
+  const p = plan(c);
+  const layout = p.layout;
+  c.plan = { bq: p.queryBlock, bk: p.keyBlock };
   return tidy(() => {
     let K = k;
     let kT = keysTransposed;
