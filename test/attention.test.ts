@@ -18,6 +18,7 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, d: Dims, c
   const rep = H / Hkv;
   const out = new Float64Array(B * H * Tq * dv);
   const P = new Float64Array(B * H * Tq * Tk);
+  const addAt = (a: Float64Array, i: number, x: number) => (a[i] = a[i]! + x);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / rep);
@@ -39,7 +40,7 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, d: Dims, c
         for (let j = 0; j < Tk; j++) {
           const p = row[j]! / total;
           P[((b * H + h) * Tq + i) * Tk + j] = p;
-          for (let c = 0; c < dv; c++) out[((b * H + h) * Tq + i) * dv + c] += p * v[((b * Hkv + kh) * Tk + j) * dv + c]!;
+          for (let c = 0; c < dv; c++) addAt(out, ((b * H + h) * Tq + i) * dv + c, p * v[((b * Hkv + kh) * Tk + j) * dv + c]!);
         }
       }
     }
@@ -54,6 +55,7 @@ function referenceGrad(q: Float32Array, k: Float32Array, v: Float32Array, dO: Fl
   const dq = new Float64Array(q.length);
   const dk_ = new Float64Array(k.length);
   const dv_ = new Float64Array(v.length);
+  const addAt = (a: Float64Array, i: number, x: number) => (a[i] = a[i]! + x);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / rep);
@@ -67,12 +69,12 @@ function referenceGrad(q: Float32Array, k: Float32Array, v: Float32Array, dO: Fl
           let dp = 0;
           for (let c = 0; c < dv; c++) {
             dp += dO[o + c]! * v[kv * dv + c]!;
-            dv_[kv * dv + c] += p * dO[o + c]!;
+            addAt(dv_, kv * dv + c, p * dO[o + c]!);
           }
           const ds = p * (dp - D) * scale;
           for (let c = 0; c < dk; c++) {
-            dq[((b * H + h) * Tq + i) * dk + c] += ds * k[kv * dk + c]!;
-            dk_[kv * dk + c] += ds * q[((b * H + h) * Tq + i) * dk + c]!;
+            addAt(dq, ((b * H + h) * Tq + i) * dk + c, ds * k[kv * dk + c]!);
+            addAt(dk_, kv * dk + c, ds * q[((b * H + h) * Tq + i) * dk + c]!);
           }
         }
       }
@@ -157,7 +159,7 @@ await describeEachBackend('attention op (float64 reference)', (backend) => {
       const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { ...opts, causal: true }))([q, k, v], dO);
       const names = ['dq', 'dk', 'dv'] as const;
       for (let i = 0; i < 3; i++) {
-        const err = maxRelErr(await grads[i]!.data(), ref[names[i]], `${opts.method} ${names[i]}`);
+        const err = maxRelErr(await grads[i]!.data(), ref[names[i]!], `${opts.method} ${names[i]}`);
         expect(err, `${opts.method} ${names[i]}: ${err.toExponential(2)}`).toBeLessThanOrEqual(1e-5);
       }
       tf.dispose(grads);

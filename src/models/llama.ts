@@ -9,7 +9,7 @@
  *     q = rope(q_proj(h))       [B, H,   T, hd]
  *     k = rope(k_proj(h))       [B, kvH, T, hd]  → appended to the cache: [B, kvH, P+T, hd]
  *     v = v_proj(h)             [B, kvH, T, hd]  → appended to the cache
- *     x = x + o_proj(softmax(q·kᵀ/√hd + causal mask)·v)   (each kv head serves H/kvH query heads)
+ *     x = x + o_proj(attention(q, k, v, causal))       (ops/attention: each kv head serves H/kvH query heads; blocked for long prompts)
  *     x = x + down_proj(silu(gate_proj(h2)) · up_proj(h2)),  h2 = rmsNorm(x)   post_attention_layernorm
  *   logits = lm_head(rmsNorm(x))   [B, T, V]           norm; lm_head tied to embed_tokens if asked
  *
@@ -36,14 +36,12 @@ import {
   getBackend,
   dispose,
   gather,
-  matMul,
   mean,
   mul,
   reshape,
   rsqrt,
   sigmoid,
   slice,
-  softmax,
   square,
   tensor,
   tensor1d,
