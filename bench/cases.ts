@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  attention,
   avgPool,
   dualPerspectiveEnhance,
   globalStrideCrop,
@@ -13,6 +14,7 @@ import {
   spatialEmbed,
   spatialEmbedToStateDict,
   type AttentionLayout,
+  type AttentionOptions,
 } from '../src/index.js';
 
 export type Ceiling = 'copy' | 'matmul';
@@ -25,7 +27,7 @@ export interface Prepared {
 
 export interface Case {
   name: string;
-  group: 'dcm' | 'dem';
+  group: 'dcm' | 'dem' | 'attention';
   shape: string;
   /** Bytes moved: each input read once, each output written once (float32). */
   bytes: number;
@@ -118,6 +120,43 @@ function demCases(label: string, n: number, h: number, d: number, heads: number,
   ];
 }
 
+/**
+ * The attention op alone (src/ops/attention.ts) at the shapes its callers use. FLOPs: q·kᵀ and
+ * p·v, 2·Tq·Tk·(dk + dv) per head, halved for a causal square (the blocked path skips the
+ * blocks above the diagonal; one-shot computes and masks them). Bytes: q, k, v read, out written.
+ */
+function attentionCase(label: string, B: number, H: number, Hkv: number, Tq: number, Tk: number, dk: number, opts: AttentionOptions, variant: string): Case {
+  const q: [number, number, number, number] = [B, H, Tq, dk];
+  const kv: [number, number, number, number] = [B, Hkv, Tk, dk];
+  const causalSquare = opts.causal && Tq === Tk;
+  const name = `attention ${label} ${B}x${H}:${Hkv}x${Tq}x${Tk}x${dk}${opts.causal ? ' causal' : ''} [${variant}]`;
+  return {
+    name,
+    group: 'attention',
+    shape: `q ${JSON.stringify(q)}, k/v ${JSON.stringify(kv)}`,
+    bytes: (2 * size(q) + 2 * size(kv)) * F32,
+    flops: (4 * B * H * Tq * Tk * dk) / (causalSquare ? 2 : 1),
+    ceiling: 'matmul',
+    torchName: `attention ${label} ${B}x${H}:${Hkv}x${Tq}x${Tk}x${dk}${opts.causal ? ' causal' : ''}`,
+    prepare: () => {
+      const [qt, kt, vt] = [q, kv, kv].map((s, i) => tf.randomNormal(s, 0, 1, 'float32', i + 1) as tf.Tensor4D) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+      return { run: () => attention(qt, kt, vt, opts), dispose: () => tf.dispose([qt, kt, vt]) };
+    },
+  };
+}
+
+const attentionCases: Case[] = [
+  // The memory-bound case of issue 9: one-shot (a [8, 1024, 1024] score tensor) against blocks.
+  attentionCase('square', 1, 8, 8, 1024, 1024, 64, { method: 'one-shot' }, 'one-shot'),
+  attentionCase('square', 1, 8, 8, 1024, 1024, 64, {}, 'auto: blocked'),
+  // One DEM window (what the official DEM runs 18 × 2 times): auto is one-shot.
+  attentionCase('DEM window', 1, 8, 8, 576, 576, 128, {}, 'auto'),
+  // LLaMA-3-8B's heads: a 1,024-token causal prefill, and one decode step over a 4,096-token cache.
+  attentionCase('LLaMA-3-8B prefill', 1, 32, 8, 1024, 1024, 128, { causal: true }, 'auto'),
+  attentionCase('LLaMA-3-8B prefill', 1, 32, 8, 1024, 1024, 128, { causal: true, method: 'one-shot' }, 'one-shot'),
+  attentionCase('LLaMA-3-8B decode', 1, 32, 8, 1, 4096, 128, { causal: true }, 'auto'),
+];
+
 const image: [number, number, number, number] = [1, 1008, 1008, 3];
 const features: [number, number, number, number] = [1, 72, 72, 1024];
 const tilesOf = (s: [number, number, number, number]): [number, number, number, number] => [9, s[1] / 3, s[2] / 3, s[3]];
@@ -133,4 +172,5 @@ export const CASES: Case[] = [
   rearrangement('recombine2D global features 72x72x1024', tilesOf(features), (t) => recombine2D(t, 3, 'global')),
   { ...rearrangement('avgPool features 72x72x1024 /3', features, (x) => avgPool(x, 3)), bytes: (size(features) + size(features) / 9) * F32, flops: size(features) },
   ...(['batched', 'per-window', 'per-head'] as const).flatMap((layout) => [...demCases('official', 3, 24, 1024, 8, layout), ...demCases('small', 3, 12, 256, 8, layout)]),
+  ...attentionCases,
 ];

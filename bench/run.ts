@@ -111,7 +111,7 @@ for (const b of backends) rows.push(...(await benchBackend(b)));
 const torch = flag('no-torch') ? { rows: new Map<string, number>(), missing: 'PyTorch not run (--no-torch)' } : runTorch(only, quick);
 if (torch.missing) log(`NOTICE: ${torch.missing}`);
 for (const r of rows) {
-  const t = torch.rows.get(r.name);
+  const t = torch.rows.get(r.name) ?? torch.rows.get(r.name.replace(/ \[[^\]]*\]$/, "")); // attention rows: one torch row for every variant
   r.torch_median_ms = t ?? null;
   r.ratio_to_torch = t != null && r.median_ms != null ? r.median_ms / t : null;
 }

@@ -323,6 +323,38 @@ def ceiling_cases(seed: int) -> List[Case]:
     return cases
 
 
+# ---------------------------------------------------------------------------
+# Attention (the op every model calls): F.scaled_dot_product_attention, float32, CPU
+# ---------------------------------------------------------------------------
+
+def attention_cases(seed: int) -> List[Case]:
+    shapes = [
+        ("square", 1, 8, 8, 1024, 1024, 64, False),
+        ("DEM window", 1, 8, 8, 576, 576, 128, False),
+        ("LLaMA-3-8B prefill", 1, 32, 8, 1024, 1024, 128, True),
+        ("LLaMA-3-8B decode", 1, 32, 8, 1, 4096, 128, True),
+    ]
+    cases: List[Case] = []
+    for label, B, H, Hkv, Tq, Tk, dk, causal in shapes:
+        q = randn([B, H, Tq, dk], seed)
+        k = randn([B, Hkv, Tk, dk], seed + 1)
+        v = randn([B, Hkv, Tk, dk], seed + 2)
+        # Bottom-right causal alignment (queries are the last Tq positions), as the tfjs op.
+        mask = None
+        if causal and Tq > 1:
+            mask = torch.ones(Tq, Tk, dtype=torch.bool).tril(diagonal=Tk - Tq)
+
+        def run(q=q, k=k, v=v, mask=mask, H=H, Hkv=Hkv):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=H != Hkv)
+
+        name = f"attention {label} {B}x{H}:{Hkv}x{Tq}x{Tk}x{dk}{' causal' if causal else ''}"
+        flops = 4 * B * H * Tq * Tk * dk // (2 if causal and Tq == Tk else 1)
+        cases.append(Case(name, f"q {fmt_shape(q.shape)}, k/v {fmt_shape(k.shape)}", run,
+                          (q.numel() + k.numel() + v.numel()) * F32, q.numel() * F32, flops=flops,
+                          notes="F.scaled_dot_product_attention (enable_gqa), float32"))
+    return cases
+
+
 def build_cases() -> List[Case]:
     cases: List[Case] = []
     cases += dcm_cases("image", 1008, 1008, 3, seed=11)
@@ -330,6 +362,7 @@ def build_cases() -> List[Case]:
     cases += avgpool_cases(seed=13)
     cases += dem_cases("official", 72, 1024, 8, seed=14)
     cases += dem_cases("small", 36, 256, 8, seed=15)
+    cases += attention_cases(seed=17)
     cases += ceiling_cases(seed=16)
     return cases
 
