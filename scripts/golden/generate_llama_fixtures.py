@@ -143,8 +143,14 @@ def save(model: LlamaForCausalLM, name: str, dtype: torch.dtype) -> str:
 
 
 def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
+    # Only this script's outputs: generate_long_context_fixtures.py writes beside them.
+    os.makedirs(OUT, exist_ok=True)
+    for name in ("tiny-llama", "tiny-llama-bf16", "tiny-llama-variant", "expected.safetensors"):
+        target = os.path.join(OUT, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.remove(target)
     out: dict[str, torch.Tensor] = {}
     g = torch.Generator().manual_seed(1234)
 
