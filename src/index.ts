@@ -11,7 +11,8 @@ export type { Linear } from './ops/linear.js';
 export type { LayerNorm } from './ops/layerNorm.js';
 export type { DemAttentionWeights, FuseWeights, SpatialEmbedWeights } from './dem/weights.js';
 export { dualPerspectiveEnhance, type EnhanceOptions } from './dem/dualPerspectiveEnhance.js';
-export { attention, ATTENTION_LAYOUTS, type AttentionLayout, type AttentionOptions } from './ops/attention.js';
+export { attention, attentionPlan, ATTENTION_LAYOUTS, type AttentionLayout, type AttentionOptions, type AttentionPlan } from './ops/attention.js';
+export { guardWasmHeap } from './backends/wasmGuard.js';
 export { linearConcatFuse, type FuseOptions } from './dem/linearConcatFuse.js';
 export { spatialEmbed, type SpatialEmbedOptions } from './dem/spatialEmbed.js';
 export { spatialEmbedFromStateDict, spatialEmbedToStateDict, type FromStateDictOptions } from './dem/stateDict.js';
@@ -48,6 +49,8 @@ export {
   LLAMA3_STOP_TOKENS,
   type ChatMessage,
   type PromptIdsOptions,
+  type PromptOptions,
+  type QuestionMarkup,
   type ApplyChatTemplateOptions,
   type StopIdsConfig,
 } from './pipeline/prompt.js';
@@ -82,7 +85,7 @@ export {
 } from './models/llama.js';
 export { projectorFromTensors, project, type Projector } from './models/projector.js';
 export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions } from './pipeline/vision.js';
-export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult } from './pipeline/infLlava.js';
+export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult, type StopReason } from './pipeline/infLlava.js';
 export { llamaRopeInvFreq, llamaTensorNames } from './models/llama.js';
 export {
   LazyWeights,

@@ -123,6 +123,35 @@ await describeEachBackend('decodeImage vs Pillow', (backend: BackendName) => {
     await expect(decodeImage('x.jpg' as unknown as Uint8Array)).rejects.toThrow(/^decodeImage: bytes must be a Uint8Array/);
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it('a failure making the tensor (the backend) is reported as what it is, not as bytes that are no image', async () => {
+    const png = new Uint8Array(await sharp(Buffer.from([1, 2, 3, 4, 5, 6]), { raw: { width: 2, height: 1, channels: 3 } }).png().toBuffer());
+    // A backend whose every tensor allocation fails.
+    class FailingWrites extends tf.KernelBackend {
+      override write(): never {
+        throw new Error('the backend cannot allocate');
+      }
+      override numDataIds(): number {
+        return 0;
+      }
+      override dispose(): void {}
+    }
+    tf.registerBackend('failing-writes', () => new FailingWrites());
+    try {
+      await tf.setBackend('failing-writes');
+      const e = (await decodeImage(png).catch((err: unknown) => err)) as Error;
+      expect(e).toBeInstanceOf(Error);
+      expect(e.message).toBe('the backend cannot allocate');
+      expect(e.message).not.toMatch(/could not decode/);
+    } finally {
+      await tf.setBackend(backend);
+      tf.removeBackend('failing-writes');
+    }
+    // Decoding failures keep their message and carry sharp's error as the cause.
+    const bad = (await decodeImage(new Uint8Array([1, 2, 3])).catch((err: unknown) => err)) as Error;
+    expect(bad.message).toMatch(/^decodeImage: could not decode 3 bytes starting 01 02 03 as an image/);
+    expect(bad.cause).toBeInstanceOf(Error);
+  });
 });
 
 describe('decodeImage without sharp', () => {

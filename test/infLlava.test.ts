@@ -21,6 +21,7 @@ await describeEachBackend('INF-LLaVA generation', () => {
     const out = await model.generate({ image: new Uint8Array(image), question: gen.question, maxNewTokens: 4, onToken: (s) => (streamed += s) });
     expect(out.tokens.length).toBeGreaterThan(0);
     expect(streamed).toBe(out.text);
+    expect(out.stopReason).toBe(out.tokens.length === 4 ? 'max_tokens' : 'eos');
     expect(out.timings.prefill).toBeGreaterThan(0);
     model.dispose();
     expect(tf.memory().numTensors).toBe(before);
@@ -74,6 +75,55 @@ describe('the inf-llava CLI (dist/cli.js, built by npm test)', () => {
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(code);
       expect(r.stderr).toMatch(pattern);
     }
+  });
+
+  it('sampling flags are checked before anything runs: usage errors (exit 2) naming the flag and the value', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--max-tokens', '-1'], /^inf-llava: --max-tokens must be a positive integer, got -1$/m],
+      [['--max-tokens', '0'], /^inf-llava: --max-tokens must be a positive integer, got 0$/m],
+      [['--max-tokens', '2.5'], /^inf-llava: --max-tokens must be a positive integer, got 2\.5$/m],
+      [['--max-tokens', 'NaN'], /^inf-llava: --max-tokens needs a number, got "NaN"$/m],
+      [['--max-tokens', 'Infinity'], /^inf-llava: --max-tokens needs a number, got "Infinity"$/m],
+      [['--max-tokens', '0x10'], /^inf-llava: --max-tokens needs a number, got "0x10"$/m],
+      [['--max-tokens', ''], /^inf-llava: --max-tokens needs a number, got ""$/m],
+      [['--temperature', '-1'], /^inf-llava: --temperature must be a finite number >= 0, got -1$/m],
+      [['--temperature', '1e999'], /^inf-llava: --temperature must be a finite number >= 0, got 1e999$/m],
+      [['--top-p', '0'], /^inf-llava: --top-p must be in \(0, 1\], got 0$/m],
+      [['--top-p', '1.5'], /^inf-llava: --top-p must be in \(0, 1\], got 1\.5$/m],
+      [['--seed', '1.5'], /^inf-llava: --seed must be an integer, got 1\.5$/m],
+      [['--seed', 'abc'], /^inf-llava: --seed needs a number, got "abc"$/m],
+    ];
+    for (const [flags, pattern] of cases) {
+      const r = cli('chat', '--backend', 'cpu', ...flags, 'q');
+      expect(r.status, `${flags.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr).toMatch(/^usage: inf-llava chat/m);
+    }
+    // Accepted forms.
+    const ok = cli('chat', '--backend', 'cpu', '--max-tokens', '2', '--temperature', '0.5', '--top-p', '1', '--seed', '-3', '--json', 'q');
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout.trim().split('\n').pop()!).tokens.length).toBeLessThanOrEqual(2);
+  });
+
+  it('prints the stop reason (--json: stop_reason); <image> in the question is text unless --official-tokenization', () => {
+    const j = cli('chat', '--backend', 'cpu', '--max-tokens', '2', '--json', 'what is <image> here?');
+    expect(j.status, j.stderr).toBe(0);
+    expect(JSON.parse(j.stdout.trim().split('\n').pop()!)).toMatchObject({ stop_reason: 'max_tokens', question: 'what is <image> here?' });
+    const t = cli('chat', '--backend', 'cpu', '--max-tokens', '2', 'What is in the image?');
+    expect(t.status, t.stderr).toBe(0);
+    expect(t.stderr).toMatch(/\[cpu\] 2 tokens, stopped: max_tokens \(--max-tokens reached\); load \d+ ms/);
+    const o = cli('chat', '--backend', 'cpu', '--official-tokenization', 'what is <image> here?');
+    expect(o.status).toBe(1);
+    expect(o.stderr).toMatch(/^inf-llava: generate: the prompt has 2 image slots but there is one image/m);
+  });
+
+  it('a prompt longer than the context and a file that is no image are clear errors (exit 1)', () => {
+    const long = cli('chat', '--backend', 'cpu', 'word '.repeat(300));
+    expect(long.status).toBe(1);
+    expect(long.stderr).toMatch(/^inf-llava: generate: the prompt takes \d+ positions \(\d+ text tokens \+ 4 visual tokens\) but the language model's context \(max_position_embeddings\) is 256; /m);
+    const notImage = cli('chat', '--backend', 'cpu', '--image', 'package.json', 'q');
+    expect(notImage.status).toBe(1);
+    expect(notImage.stderr).toMatch(/^inf-llava: generate: decode_image of \d+ bytes failed on cpu: decodeImage: could not decode \d+ bytes starting 7b 0a .* as an image/m);
   });
 
   it('an unsupported dtype in a checkpoint is a clear error', () => {

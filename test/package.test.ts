@@ -5,10 +5,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const API = [
-  'CLIP_MEAN', 'CLIP_STD', 'CLIP_VIT_L_14_336', 'IMAGE_TOKEN', 'IMAGE_TOKEN_INDEX', 'LLAMA3_STOP_TOKENS',
+  'ATTENTION_LAYOUTS', 'CLIP_MEAN', 'CLIP_STD', 'CLIP_VIT_L_14_336', 'IMAGE_TOKEN', 'IMAGE_TOKEN_INDEX', 'LLAMA3_STOP_TOKENS',
   'LLAMA3_SYSTEM_MESSAGE', 'LLAVA_PAD_RGB', 'LazyWeights', 'SAFETENSORS_MAX_HEADER_BYTES',
-  'applyChatTemplate', 'argmax', 'avgPool', 'clipVisionConfigFromJson', 'clipVisionFromTensors',
-  'decodeImage', 'decodeTensor', 'detectClipVisionPrefix', 'dualPerspectiveEnhance', 'globalStrideCrop',
+  'applyChatTemplate', 'argmax', 'attention', 'attentionPlan', 'avgPool', 'clipVisionConfigFromJson', 'clipVisionFromTensors',
+  'decodeImage', 'decodeTensor', 'detectClipVisionPrefix', 'dualPerspectiveEnhance', 'globalStrideCrop', 'guardWasmHeap',
   'initClipVisionTensors', 'initSpatialEmbed', 'isLazyWeights', 'linearConcatFuse', 'listSafetensorsEntries',
   'llamaConfigFromJson', 'llamaFromTensors', 'llamaRopeInvFreq', 'llamaTensorNames', 'loadClipVision',
   'loadInfLlava', 'loadInfLlavaVision', 'loadLlama', 'loadSafetensors', 'loadSafetensorsRaw',

@@ -2,7 +2,7 @@
 // cannot hold is refused with a JS error instead of aborting the module, so the next call works.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { loadLlama } from '../src/index.js';
+import { loadInfLlava, loadLlama } from '../src/index.js';
 import { guardWasmHeap, WASM_HEAP_MAX_BYTES } from '../src/backends/wasmGuard.js';
 import { describeEachBackend } from './backends.js';
 
@@ -46,5 +46,30 @@ await describeEachBackend('wasm heap guard', (backend) => {
     tf.dispose([again.logits]);
     again.cache.dispose();
     llm.dispose();
+  });
+
+  it('generate: a stage that hits the heap limit fails naming the stage and the size; the next generate works and answers as before', async () => {
+    const model = await loadInfLlava('assets/tiny-inf-llava');
+    const image = tf.randomUniform([24, 32, 3], 0, 255, 'int32') as tf.Tensor3D;
+    const ask = () => model.generate({ image, question: 'What is in the image?', maxNewTokens: 4 });
+    const reference = await ask();
+    const before = tf.memory().numTensors;
+    const encode = model.vision.encode;
+    model.vision.encode = async () => {
+      const a = tf.ones([70000, 64]);
+      const b = tf.ones([64, 70000]);
+      try {
+        return tf.matMul(a, b) as unknown as tf.Tensor3D; // 19.6 GB: refused by the guard
+      } finally {
+        tf.dispose([a, b]);
+      }
+    };
+    await expect(ask()).rejects.toThrow(/generate: encode_image of a 24×32 image failed on wasm: wasm backend: cannot allocate 18692 MiB/);
+    expect(tf.memory().numTensors).toBe(before);
+    model.vision.encode = encode;
+    const again = await ask();
+    expect(again.tokens).toEqual(reference.tokens);
+    image.dispose();
+    model.dispose();
   });
 });

@@ -2,7 +2,11 @@
  * `inf-llava chat`: ask a question about an image.
  *
  *   inf-llava chat [--model DIR] [--vision DIR] [--tokenizer DIR] [--backend tensorflow|wasm|cpu|webgpu]
- *                  [--image photo.jpg] [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--json] "question"
+ *                  [--image photo.jpg] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]
+ *                  [--official-tokenization] [--json] "question"
+ *
+ * The question is text: `<image>` and special-token spellings in it are tokenised as plain
+ * characters. --official-tokenization tokenises it as LLaVA does (markup included).
  *
  * Without --model it runs the bundled tiny random checkpoint on the bundled photo: the whole
  * pipeline end to end in seconds, with meaningless words.
@@ -12,15 +16,30 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKENDS, useBackend, type BackendName } from '../backends/node.js';
-import { loadInfLlava } from '../pipeline/infLlava.js';
+import { loadInfLlava, type GenerateResult, type StopReason } from '../pipeline/infLlava.js';
 
 // dist/cli.js → ../assets; src/cli/main.ts (run with tsx) → ../../assets.
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ASSETS = [resolve(HERE, '..', 'assets'), resolve(HERE, '..', '..', 'assets')].find((d) => existsSync(join(d, 'tiny-inf-llava'))) ?? resolve(HERE, '..', 'assets');
 const USAGE = `usage: inf-llava chat [--model DIR] [--vision DIR] [--tokenizer DIR] [--backend ${BACKENDS.join('|')}]
-                      [--image FILE] [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--json] "question"`;
+                      [--image FILE] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]
+                      [--official-tokenization] [--json] "question"`;
+const HELP = `${USAGE}
+  --max-tokens N             at most N new tokens (a positive integer; default 256)
+  --temperature T            sampling temperature (>= 0; default 0: greedy)
+  --top-p P                  nucleus mass in (0, 1] (default 1: off)
+  --seed S                   the sampler's integer seed (default 0)
+  --official-tokenization    read <image> and special-token text in the question as LLaVA does
+                             (default: the question is plain text)`;
 
 class UsageError extends Error {}
+
+/** The stop reason in words; `context`: the model's max_position_embeddings. */
+function stopWords(reason: StopReason, context: number): string {
+  if (reason === 'eos') return 'eos (the model ended its answer)';
+  if (reason === 'max_tokens') return 'max_tokens (--max-tokens reached)';
+  return `context (the prompt and the answer fill the model's ${context} positions)`;
+}
 
 interface Args {
   model?: string;
@@ -32,16 +51,19 @@ interface Args {
   temperature: number;
   topP: number;
   seed: number;
+  official: boolean;
   json: boolean;
   question: string;
 }
 
 function parse(argv: string[]): Args {
   if (argv[0] !== 'chat') throw new UsageError(argv.length ? `unknown command ${JSON.stringify(argv[0])}` : 'missing command');
-  const a: Partial<Args> & { rest: string[] } = { rest: [], backend: 'tensorflow', maxTokens: 256, temperature: 0, topP: 1, seed: 0, json: false };
-  const number = (flag: string, v: string | undefined) => {
+  const a: Partial<Args> & { rest: string[] } = { rest: [], backend: 'tensorflow', maxTokens: 256, temperature: 0, topP: 1, seed: 0, official: false, json: false };
+  // A decimal number (Number() alone would take "", "0x10", "Infinity"), then the flag's range.
+  const number = (flag: string, v: string, ok: (n: number) => boolean, what: string) => {
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim())) throw new UsageError(`${flag} needs a number, got ${JSON.stringify(v)}`);
     const n = Number(v);
-    if (v === undefined || !Number.isFinite(n)) throw new UsageError(`${flag} needs a number, got ${JSON.stringify(v)}`);
+    if (!ok(n)) throw new UsageError(`${flag} must be ${what}, got ${v}`);
     return n;
   };
   for (let i = 1; i < argv.length; i++) {
@@ -57,10 +79,11 @@ function parse(argv: string[]): Args {
       case '--tokenizer': a.tokenizer = next(); break;
       case '--backend': a.backend = next(); break;
       case '--image': a.image = next(); break;
-      case '--max-tokens': a.maxTokens = number(k, next()); break;
-      case '--temperature': a.temperature = number(k, next()); break;
-      case '--top-p': a.topP = number(k, next()); break;
-      case '--seed': a.seed = number(k, next()); break;
+      case '--max-tokens': a.maxTokens = number(k, next(), (n) => Number.isSafeInteger(n) && n >= 1, 'a positive integer'); break;
+      case '--temperature': a.temperature = number(k, next(), (n) => Number.isFinite(n) && n >= 0, 'a finite number >= 0'); break;
+      case '--top-p': a.topP = number(k, next(), (n) => n > 0 && n <= 1, 'in (0, 1]'); break;
+      case '--seed': a.seed = number(k, next(), (n) => Number.isSafeInteger(n), 'an integer'); break;
+      case '--official-tokenization': a.official = true; break;
       case '--json': a.json = true; break;
       case '-h': case '--help': throw new UsageError('');
       default:
@@ -96,7 +119,7 @@ export async function main(argv: string[]): Promise<number> {
     if (args.image !== undefined && !existsSync(args.image)) throw new UsageError(`--image ${args.image}: no such file`);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`${e.message ? `inf-llava: ${e.message}\n` : ''}${USAGE}\n`);
+    process.stderr.write(e.message ? `inf-llava: ${e.message}\n${USAGE}\n` : `${HELP}\n`);
     return 2;
   }
   const tiny = args.model === undefined;
@@ -110,25 +133,30 @@ export async function main(argv: string[]): Promise<number> {
     const m = await loadInfLlava(model, { visionDir: args.vision, tokenizerDir: args.tokenizer });
     bar('loading weights', 3, 3);
     const loadMs = performance.now() - t0;
-    const image = new Uint8Array(readFileSync(imagePath));
-    const result = await m.generate({
-      image,
-      question: args.question,
-      maxNewTokens: args.maxTokens,
-      temperature: args.temperature,
-      topP: args.topP,
-      seed: args.seed,
-      onProgress: (done, total) => bar('encoding image', done, total),
-      onToken: args.json ? undefined : (text) => process.stdout.write(text),
-    });
-    m.dispose();
+    let result: GenerateResult;
+    const context = m.llm.config.maxPositionEmbeddings;
+    try {
+      result = await m.generate({
+        image: new Uint8Array(readFileSync(imagePath)),
+        question: args.question,
+        maxNewTokens: args.maxTokens,
+        temperature: args.temperature,
+        topP: args.topP,
+        seed: args.seed,
+        questionMarkup: args.official ? 'official' : 'literal',
+        onProgress: (done, total) => bar('encoding image', done, total),
+        onToken: args.json ? undefined : (text) => process.stdout.write(text),
+      });
+    } finally {
+      m.dispose();
+    }
     const timings = { load: loadMs, ...result.timings };
     if (args.json) {
-      process.stdout.write(`${JSON.stringify({ model, image: imagePath, backend: tf.getBackend(), question: args.question, text: result.text, tokens: result.tokens, timings_ms: timings })}\n`);
+      process.stdout.write(`${JSON.stringify({ model, image: imagePath, backend: tf.getBackend(), question: args.question, text: result.text, tokens: result.tokens, stop_reason: result.stopReason, timings_ms: timings })}\n`);
     } else {
       process.stdout.write('\n');
       const line = Object.entries(timings).map(([k, v]) => `${k} ${k === 'tokens_per_second' ? v.toFixed(2) : `${v.toFixed(0)} ms`}`).join(', ');
-      process.stderr.write(`\n[${tf.getBackend()}] ${result.tokens.length} tokens; ${line}\n`);
+      process.stderr.write(`\n[${tf.getBackend()}] ${result.tokens.length} tokens, stopped: ${stopWords(result.stopReason, context)}; ${line}\n`);
     }
     return 0;
   } catch (e) {

@@ -61,22 +61,31 @@ export async function decodeImage(bytes: Uint8Array): Promise<Tensor3D> {
   if (!(bytes instanceof Uint8Array)) throw new Error(`${fn}: bytes must be a Uint8Array (e.g. a Buffer), got ${Object.prototype.toString.call(bytes)}`);
   if (bytes.length === 0) throw new Error(`${fn}: bytes is empty`);
   const sharp = await loadSharp();
+  // Only sharp's work is a decoding failure; making the tensor (a backend's failure) and a
+  // missing sharp are reported as what they are.
+  let rgb: Int32Array;
+  let height: number;
+  let width: number;
   try {
     const meta = await sharp(bytes).metadata();
     if (meta.space === 'cmyk') {
       const { data, info } = await sharp(bytes, { ignoreIcc: true }).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 4) throw new Error(`expected 4 CMYK channels, got ${info.channels}`);
-      return tensor3d(cmykToRgb(data, info.width * info.height), [info.height, info.width, 3], 'int32');
+      rgb = cmykToRgb(data, info.width * info.height);
+      [height, width] = [info.height, info.width];
+    } else {
+      const { data, info } = await sharp(bytes, { ignoreIcc: true })
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      if (info.channels !== 3) throw new Error(`expected 3 channels after conversion to sRGB, got ${info.channels}`);
+      rgb = Int32Array.from(data);
+      [height, width] = [info.height, info.width];
     }
-    const { data, info } = await sharp(bytes, { ignoreIcc: true })
-      .removeAlpha()
-      .toColourspace('srgb')
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`expected 3 channels after conversion to sRGB, got ${info.channels}`);
-    return tensor3d(Int32Array.from(data), [info.height, info.width, 3], 'int32');
   } catch (e) {
     const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
-    throw new Error(`${fn}: could not decode ${describeBytes(bytes)} as an image (JPEG, PNG, WebP, …): ${why}`);
+    throw new Error(`${fn}: could not decode ${describeBytes(bytes)} as an image (JPEG, PNG, WebP, …): ${why}`, { cause: e });
   }
+  return tensor3d(rgb, [height, width, 3], 'int32');
 }

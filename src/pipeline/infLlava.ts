@@ -3,38 +3,60 @@
  * `-200` slot of the official prompt's embeddings (prompt.ts), LLaMA prefills from those
  * embeddings and decodes with its KV cache, sampling greedily or with temperature / top-p.
  */
-import { concat, tidy, type Tensor3D } from '@tensorflow/tfjs-core';
+import { concat, getBackend, tidy, type Tensor3D } from '@tensorflow/tfjs-core';
+import { guardWasmHeap } from '../backends/wasmGuard.js';
 import { decodeImage } from '../image/decode.js';
 import { readConfigJson } from '../models/config.js';
 import { loadLlama, type KVCache, type Llama } from '../models/llama.js';
-import { IMAGE_TOKEN_INDEX, promptIds, stopIds } from './prompt.js';
+import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
 import { sampleNext, seededRng } from './sampling.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
-import { loadInfLlavaVision, type EncodeOptions, type InfLlavaVision } from './vision.js';
+import { loadInfLlavaVision, type EncodeOptions, type InfLlavaVision, type InfLlavaVisionConfig } from './vision.js';
 
 export interface GenerateOptions {
-  /** `[H, W, 3]` RGB 0..255, or encoded JPEG / PNG / WebP bytes. */
+  /**
+   * `[H, W, 3]` RGB 0..255 (int32 or float32; not disposed), or encoded JPEG / PNG / WebP bytes
+   * (decoded with {@link decodeImage}).
+   */
   image: Tensor3D | Uint8Array;
+  /** The user's question. Text only by default: see `questionMarkup`. */
   question: string;
-  /** Default 256. */
+  /**
+   * How markup typed in the question is read. `'literal'` (default): `<image>` and special-token
+   * spellings (`<|eot_id|>`) in the question are plain text, so the prompt has exactly one image
+   * slot and the user cannot end their turn; for a question without them the ids are the
+   * official ones. `'official'`: LLaVA's tokenisation byte for byte, markup included (a question
+   * containing `<image>` is then refused: it would need a second image).
+   */
+  questionMarkup?: QuestionMarkup;
+  /** A positive integer; default 256. Generation also stops at the end of the context. */
   maxNewTokens?: number;
-  /** 0 (default) = greedy. */
+  /** Finite, ≥ 0; 0 (default) = greedy. */
   temperature?: number;
-  /** Nucleus sampling mass (default 1 = off). */
+  /** Nucleus sampling mass in (0, 1] (default 1 = off). */
   topP?: number;
-  /** Seed of the sampler's generator (default 0), so runs repeat. */
+  /** Integer seed of the sampler's generator (default 0), so runs repeat. */
   seed?: number;
-  /** Receives the answer's new text as each token arrives. */
+  /** Receives the answer's new text as each token arrives. An error it throws ends generation and is re-thrown as is. */
   onToken?: (text: string) => void;
-  /** Progress of the image encoding (CLIP chunks). */
+  /** Progress of the image encoding (CLIP chunks). An error it throws is re-thrown as is. */
   onProgress?: EncodeOptions['onProgress'];
 }
+
+/**
+ * Why generation stopped: `'eos'` a stop token was generated, `'max_tokens'` `maxNewTokens`
+ * tokens were generated, `'context'` the prompt and the answer filled the language model's
+ * context (`max_position_embeddings`).
+ */
+export type StopReason = 'eos' | 'max_tokens' | 'context';
 
 export interface GenerateResult {
   /** The answer, special tokens omitted. */
   text: string;
   /** New token ids, including the stop token when one was generated (as transformers' generate). */
   tokens: number[];
+  /** Why generation stopped. */
+  stopReason: StopReason;
   /** Milliseconds per stage: decode_image, encode_image, prefill, decode (all tokens), total. */
   timings: Record<string, number>;
 }
@@ -43,10 +65,116 @@ export interface InfLlava {
   vision: InfLlavaVision;
   llm: Llama;
   tokenizer: Tokenizer;
-  /** The official prompt's ids for `question`, `-200` marking the image slot. */
-  promptIds(question: string): number[];
+  /**
+   * The official prompt's ids for `question`, `-200` marking the image slot (see
+   * {@link promptIds}: the question is text unless `questionMarkup: 'official'`).
+   */
+  promptIds(question: string, opts?: PromptOptions): number[];
+  /**
+   * Answers `question` about `image`. Every option is checked, and the prompt's length (text
+   * ids + visual tokens) against the context, before the image is decoded or encoded. An error
+   * from a stage (decode_image, encode_image, prefill, decode) names the stage, its size and
+   * the backend, with the original error as `cause`. No tensor is left behind on any path.
+   */
   generate(opts: GenerateOptions): Promise<GenerateResult>;
   dispose(): void;
+}
+
+/** The number of visual tokens the vision side makes: `(imageSize / patchSize)²` (CLIP's patches, CLS dropped). */
+export function visualTokenCount(config: Pick<InfLlavaVisionConfig, 'imageSize' | 'patchSize'>): number {
+  return Math.floor(config.imageSize / config.patchSize) ** 2;
+}
+
+const GENERATE_OPTIONS = ['image', 'question', 'questionMarkup', 'maxNewTokens', 'temperature', 'topP', 'seed', 'onToken', 'onProgress'] as const;
+
+/** A value for an error message: strings quoted, numbers as JS prints them (NaN, Infinity). */
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined || v === null) return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return Object.prototype.toString.call(v);
+}
+
+/** Levenshtein distance, for "did you mean" on option names. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+function suggest(name: string): string {
+  const norm = (s: string) => s.toLowerCase().replace(/[^a-z]/g, '');
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of GENERATE_OPTIONS) {
+    const d = editDistance(norm(name), norm(k));
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best !== undefined && bestD <= 3 ? ` (did you mean ${best}?)` : '';
+}
+
+interface CheckedOptions {
+  image: Tensor3D | Uint8Array;
+  question: string;
+  questionMarkup: QuestionMarkup;
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  onToken?: (text: string) => void;
+  onProgress?: EncodeOptions['onProgress'];
+}
+
+/** Every option of {@link InfLlava.generate}, checked before any work. */
+function checkGenerateOptions(g: GenerateOptions): CheckedOptions {
+  const fn = 'generate';
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new Error(`${fn}: expected an options object { image, question, ... }, got ${show(g)}`);
+  for (const k of Object.keys(g)) {
+    if (!(GENERATE_OPTIONS as readonly string[]).includes(k)) {
+      throw new Error(`${fn}: unknown option ${JSON.stringify(k)}${suggest(k)}; options: ${GENERATE_OPTIONS.join(', ')}`);
+    }
+  }
+  const { image, question } = g;
+  if (image instanceof Uint8Array) {
+    if (image.length === 0) throw new Error(`${fn}: image is empty (0 bytes)`);
+  } else {
+    const t = image as Partial<Tensor3D> | null | undefined;
+    if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) || typeof t.dtype !== 'string' || typeof t.dispose !== 'function') {
+      throw new Error(`${fn}: image must be a [H, W, 3] tensor or encoded image bytes (a Uint8Array), got ${show(image)}`);
+    }
+    if (t.isDisposed) throw new Error(`${fn}: image is a disposed tensor`);
+    if (t.shape.length !== 3 || t.shape[2] !== 3) throw new Error(`${fn}: image must be a [H, W, 3] RGB tensor, got shape [${t.shape.join(', ')}]`);
+    if (t.dtype !== 'int32' && t.dtype !== 'float32') throw new Error(`${fn}: image must be int32 or float32 (RGB 0..255), got ${t.dtype}`);
+    if (t.shape[0] === 0 || t.shape[1] === 0) throw new Error(`${fn}: image is empty (shape [${t.shape.join(', ')}])`);
+  }
+  if (typeof question !== 'string') throw new Error(`${fn}: question must be a string, got ${show(question)}`);
+  const questionMarkup = g.questionMarkup ?? 'literal';
+  if (!QUESTION_MARKUPS.includes(questionMarkup)) throw new Error(`${fn}: questionMarkup must be 'literal' or 'official', got ${show(questionMarkup)}`);
+  const maxNewTokens = g.maxNewTokens ?? 256;
+  if (typeof maxNewTokens !== 'number' || !Number.isSafeInteger(maxNewTokens) || maxNewTokens < 1) {
+    throw new Error(`${fn}: maxNewTokens must be a positive integer, got ${show(maxNewTokens)}`);
+  }
+  const temperature = g.temperature ?? 0;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+    throw new Error(`${fn}: temperature must be a finite number >= 0, got ${show(temperature)}`);
+  }
+  const topP = g.topP ?? 1;
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new Error(`${fn}: topP must be a number in (0, 1], got ${show(topP)}`);
+  const seed = g.seed ?? 0;
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new Error(`${fn}: seed must be an integer, got ${show(seed)}`);
+  for (const k of ['onToken', 'onProgress'] as const) {
+    if (g[k] !== undefined && typeof g[k] !== 'function') throw new Error(`${fn}: ${k} must be a function, got ${show(g[k])}`);
+  }
+  return { image, question, questionMarkup, maxNewTokens, temperature, topP, seed, onToken: g.onToken, onProgress: g.onProgress };
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
@@ -74,77 +202,163 @@ export async function loadInfLlava(dir: string, opts: { visionDir?: string; toke
     vision,
     llm,
     tokenizer,
-    promptIds: (question) => promptIds(tokenizer, question),
+    promptIds: (question, o) => promptIds(tokenizer, question, o),
     async generate(g: GenerateOptions): Promise<GenerateResult> {
+      const fn = 'generate';
+      const o = checkGenerateOptions(g);
       const timings: Record<string, number> = {};
       const clock = (name: string, t0: number) => (timings[name] = performance.now() - t0);
       const start = performance.now();
+
+      // The prompt and its length, before any tensor work.
+      const ids = promptIds(tokenizer, o.question, { questionMarkup: o.questionMarkup });
+      const slots = ids.filter((id) => id === IMAGE_TOKEN_INDEX).length;
+      if (slots !== 1) {
+        throw new Error(`${fn}: the prompt has ${slots} image slots but there is one image (the question contains "<image>" and questionMarkup is 'official'); use questionMarkup: 'literal' to read it as text`);
+      }
+      const context = llm.config.maxPositionEmbeddings;
+      const checkContext = (visualTokens: number): number => {
+        const positions = ids.length - 1 + visualTokens;
+        if (positions >= context) {
+          throw new Error(
+            `${fn}: the prompt takes ${positions} positions (${ids.length - 1} text tokens + ${visualTokens} visual tokens) but the language model's context (max_position_embeddings) is ${context}; ` +
+              `shorten the question (the prompt may take at most ${context - 1} positions, leaving room for an answer)`,
+          );
+        }
+        return positions;
+      };
+      checkContext(visualTokenCount(vision.config));
+      // On wasm, an allocation the heap cannot hold must throw, not abort the module (which
+      // would fail this and every later call): see backends/wasmGuard.ts.
+      if (getBackend() === 'wasm') guardWasmHeap();
+
+      // User callbacks' errors pass through unchanged; any other error inside a stage is the
+      // backend's, re-thrown with the stage and its size.
+      let callbackError: { error: unknown } | undefined;
+      const onProgress = o.onProgress && ((done: number, total: number) => {
+        try {
+          o.onProgress!(done, total);
+        } catch (e) {
+          callbackError = { error: e };
+          throw e;
+        }
+      });
+      const stage = async <T>(what: string, run: () => T | Promise<T>): Promise<T> => {
+        try {
+          return await run();
+        } catch (e) {
+          if (callbackError) throw callbackError.error;
+          throw new Error(`${fn}: ${what} failed on ${getBackend()}: ${message(e)}`, { cause: e });
+        }
+      };
+
       let t0 = performance.now();
-      const image = g.image instanceof Uint8Array ? await decodeImage(g.image) : g.image;
+      const bytes = o.image instanceof Uint8Array ? o.image : undefined;
+      const image = bytes ? await stage(`decode_image of ${bytes.length} bytes`, () => decodeImage(bytes)) : (o.image as Tensor3D);
       clock('decode_image', t0);
       t0 = performance.now();
-      let visual: Tensor3D;
-      try {
-        visual = await vision.encode(image, { onProgress: g.onProgress }); // [1, tokens, hidden]
-      } finally {
-        if (image !== g.image) image.dispose();
-      }
-      await visual.data();
+      const visual = await stage(`encode_image of a ${image.shape[0]}×${image.shape[1]} image`, async () => {
+        let out: Tensor3D | undefined;
+        try {
+          out = await vision.encode(image, { onProgress }); // [1, tokens, hidden]
+          await out.data();
+          return out;
+        } catch (e) {
+          out?.dispose();
+          throw e;
+        } finally {
+          if (image !== o.image) image.dispose();
+        }
+      });
       clock('encode_image', t0);
 
-      const ids = promptIds(tokenizer, g.question);
-      const slot = ids.indexOf(IMAGE_TOKEN_INDEX);
-      const embeds = tidy(() => {
-        const parts: Tensor3D[] = [];
-        if (slot > 0) parts.push(llm.embed([ids.slice(0, slot)]));
-        parts.push(visual);
-        if (slot + 1 < ids.length) parts.push(llm.embed([ids.slice(slot + 1)]));
-        return concat(parts, 1) as Tensor3D; // [1, prompt + visual tokens, hidden]
-      });
-      visual.dispose();
+      let promptLength: number;
+      try {
+        promptLength = checkContext(visual.shape[1]); // a replaced encoder may make another count
+      } catch (e) {
+        visual.dispose();
+        throw e;
+      }
 
-      const rng = seededRng(g.seed ?? 0);
+      const rng = seededRng(o.seed);
       const pick = async (logits: Tensor3D): Promise<number> => {
-        const last = (await logits.data()) as Float32Array;
-        logits.dispose();
-        return sampleNext(last, { temperature: g.temperature ?? 0, topP: g.topP ?? 1, rng });
+        try {
+          const data = await logits.data();
+          // A backend may hand back a float32 tensor's values in another typed array (cpu's int32 → float32 cast).
+          const last = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+          return sampleNext(last, { temperature: o.temperature, topP: o.topP, rng });
+        } finally {
+          logits.dispose();
+        }
       };
       const tokens: number[] = [];
       let text = '';
       const emit = () => {
         const now = tokenizer.decode(tokens, { skipSpecialTokens: true });
         if (now.length > text.length && !now.endsWith('\uFFFD')) {
-          g.onToken?.(now.slice(text.length));
+          o.onToken?.(now.slice(text.length));
           text = now;
         }
       };
-      t0 = performance.now();
+      let stopReason: StopReason;
+      let embeds: Tensor3D | undefined;
       let cache: KVCache | undefined;
       try {
-        const first = llm.forward({ inputsEmbeds: embeds, logitsToKeep: 1 });
-        cache = first.cache;
-        let next = await pick(first.logits);
+        t0 = performance.now();
+        let next = await stage(`prefill of ${promptLength} positions`, async () => {
+          const slot = ids.indexOf(IMAGE_TOKEN_INDEX);
+          embeds = tidy(() => {
+            const parts: Tensor3D[] = [];
+            if (slot > 0) parts.push(llm.embed([ids.slice(0, slot)]));
+            parts.push(visual);
+            if (slot + 1 < ids.length) parts.push(llm.embed([ids.slice(slot + 1)]));
+            return concat(parts, 1) as Tensor3D; // [1, prompt + visual tokens, hidden]
+          });
+          visual.dispose();
+          const first = llm.forward({ inputsEmbeds: embeds, logitsToKeep: 1 });
+          cache = first.cache;
+          return pick(first.logits);
+        });
+        embeds?.dispose();
         clock('prefill', t0);
         t0 = performance.now();
-        const max = g.maxNewTokens ?? 256;
         while (true) {
           tokens.push(next);
-          if (stops.has(next)) break;
+          if (stops.has(next)) {
+            stopReason = 'eos';
+            break;
+          }
           emit();
-          if (tokens.length >= max) break;
-          const step: { logits: Tensor3D; cache: KVCache } = llm.forward({ inputIds: [[next]], cache, logitsToKeep: 1 });
-          cache = step.cache;
-          next = await pick(step.logits);
+          if (tokens.length >= o.maxNewTokens) {
+            stopReason = 'max_tokens';
+            break;
+          }
+          // Prompt and answer fill every position: one more token would sit past the context.
+          if (promptLength + tokens.length >= context) {
+            stopReason = 'context';
+            break;
+          }
+          const position = promptLength + tokens.length - 1; // of the token fed in
+          next = await stage(`decode at position ${position} (new token ${tokens.length + 1})`, () => {
+            const step: { logits: Tensor3D; cache: KVCache } = llm.forward({ inputIds: [[tokens[tokens.length - 1]!]], cache, logitsToKeep: 1 });
+            cache = step.cache;
+            return pick(step.logits);
+          });
         }
         clock('decode', t0);
       } finally {
-        embeds.dispose();
+        if (!visual.isDisposed) visual.dispose();
+        embeds?.dispose();
         cache?.dispose();
       }
+      // The stream held back a trailing partial character (U+FFFD); hand over the rest so the
+      // streamed pieces add up to the text.
+      const streamed = text;
       text = tokenizer.decode(tokens, { skipSpecialTokens: true });
+      if (text.length > streamed.length && text.startsWith(streamed)) o.onToken?.(text.slice(streamed.length));
       timings.tokens_per_second = tokens.length / ((timings.decode ?? 0) / 1000 || Infinity);
       clock('total', start);
-      return { text, tokens, timings };
+      return { text, tokens, stopReason, timings };
     },
     dispose() {
       vision.dispose();
@@ -153,4 +367,3 @@ export async function loadInfLlava(dir: string, opts: { visionDir?: string; toke
   };
   return model;
 }
-

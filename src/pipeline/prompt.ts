@@ -15,6 +15,10 @@ export const IMAGE_TOKEN_INDEX = -200;
 export const LLAMA3_SYSTEM_MESSAGE =
   "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 
+// The official template around the user turn: HEAD + IMAGE_TOKEN + '\n' + question + TAIL.
+const PROMPT_HEAD = `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n${LLAMA3_SYSTEM_MESSAGE}<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n`;
+const PROMPT_TAIL = '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n';
+
 /**
  * The official single-turn prompt text (SPEC.md), with {@link IMAGE_TOKEN} before the question:
  * `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>`
@@ -23,15 +27,7 @@ export const LLAMA3_SYSTEM_MESSAGE =
  */
 export function officialPromptText(question: string): string {
   if (typeof question !== 'string') throw new Error(`officialPromptText: question must be a string, got ${typeof question}`);
-  return (
-    '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n' +
-    LLAMA3_SYSTEM_MESSAGE +
-    '<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n' +
-    IMAGE_TOKEN +
-    '\n' +
-    question +
-    '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-  );
+  return PROMPT_HEAD + IMAGE_TOKEN + '\n' + question + PROMPT_TAIL;
 }
 
 /** Options of {@link promptIds} and {@link tokenizerImageToken}. */
@@ -41,17 +37,38 @@ export interface PromptIdsOptions {
 }
 
 /**
- * LLaVA's `tokenizer_image_token(prompt, tokenizer)`, exactly: split `prompt` at `<image>`,
- * tokenise every chunk with special tokens (LLaMA-3's tokenizer prepends `<|begin_of_text|>` to
- * each), and when the first chunk starts with BOS keep that BOS once and drop the first token of
- * every chunk; one placeholder id between consecutive chunks.
+ * How {@link promptIds} reads markup typed in the question:
+ * - `'literal'` (default): the question is text. `<image>` in it stays text (the one image slot
+ *   is the template's) and the spelling of a special token (`<|eot_id|>`,
+ *   `<|start_header_id|>`) is tokenised as ordinary characters, so user text cannot end its
+ *   turn or open a new one. For a question without such spellings the ids are the official
+ *   ones, byte for byte.
+ * - `'official'`: LLaVA's `tokenizer_image_token` on the whole text, exactly: every `<image>`
+ *   in the question is another image slot, special-token spellings become special tokens.
  */
-export function tokenizerImageToken(tokenizer: Tokenizer, prompt: string, opts: PromptIdsOptions = {}): number[] {
-  const imageTokenIndex = opts.imageTokenIndex ?? IMAGE_TOKEN_INDEX;
+export type QuestionMarkup = 'literal' | 'official';
+
+/** The values of {@link QuestionMarkup}. */
+export const QUESTION_MARKUPS: readonly QuestionMarkup[] = ['literal', 'official'];
+
+/** Options of {@link promptIds}. */
+export interface PromptOptions extends PromptIdsOptions {
+  /** How markup in the question is read (default `'literal'`); see {@link QuestionMarkup}. */
+  questionMarkup?: QuestionMarkup;
+}
+
+function checkImageTokenIndex(fn: string, imageTokenIndex: number): void {
   if (!Number.isInteger(imageTokenIndex)) {
-    throw new Error(`tokenizerImageToken: imageTokenIndex must be an integer, got ${imageTokenIndex}`);
+    throw new Error(`${fn}: imageTokenIndex must be an integer, got ${imageTokenIndex}`);
   }
-  const chunks = prompt.split(IMAGE_TOKEN).map((chunk) => tokenizer.encode(chunk, { addSpecialTokens: true }));
+}
+
+/**
+ * `tokenizer_image_token`'s joining of the tokenised chunks: when the first chunk starts with
+ * BOS keep that BOS once and drop the first token of every chunk; one placeholder between
+ * consecutive chunks.
+ */
+function joinImageChunks(tokenizer: Tokenizer, chunks: number[][], imageTokenIndex: number): number[] {
   const ids: number[] = [];
   let offset = 0;
   const first = chunks[0];
@@ -69,12 +86,87 @@ export function tokenizerImageToken(tokenizer: Tokenizer, prompt: string, opts: 
 }
 
 /**
- * The official prompt's ids for `question` (SPEC.md): {@link officialPromptText} through
- * {@link tokenizerImageToken}. With LLaMA-3's tokenizer they start with two `<|begin_of_text|>`
- * ids (the auto-added one and the literal one) and hold one placeholder.
+ * LLaVA's `tokenizer_image_token(prompt, tokenizer)`, exactly: split `prompt` at `<image>`,
+ * tokenise every chunk with special tokens (LLaMA-3's tokenizer prepends `<|begin_of_text|>` to
+ * each), and when the first chunk starts with BOS keep that BOS once and drop the first token of
+ * every chunk; one placeholder id between consecutive chunks.
  */
-export function promptIds(tokenizer: Tokenizer, question: string, opts: PromptIdsOptions = {}): number[] {
-  return tokenizerImageToken(tokenizer, officialPromptText(question), opts);
+export function tokenizerImageToken(tokenizer: Tokenizer, prompt: string, opts: PromptIdsOptions = {}): number[] {
+  const imageTokenIndex = opts.imageTokenIndex ?? IMAGE_TOKEN_INDEX;
+  checkImageTokenIndex('tokenizerImageToken', imageTokenIndex);
+  const chunks = prompt.split(IMAGE_TOKEN).map((chunk) => tokenizer.encode(chunk, { addSpecialTokens: true }));
+  return joinImageChunks(tokenizer, chunks, imageTokenIndex);
+}
+
+/** Index of `needle` in `hay` as a contiguous run, or -1. */
+function indexOfRun(hay: readonly number[], needle: readonly number[]): number {
+  for (let i = 0; i + needle.length <= hay.length; i++) {
+    if (needle.every((v, j) => hay[i + j] === v)) return i;
+  }
+  return -1;
+}
+
+/**
+ * The literal tokenisation: the official chunks, except that `"\n" + question` (a piece of its
+ * own in the official one: an added token, `<|eot_id|>`, follows it, and Hugging Face
+ * tokenizers split at added tokens before the BPE) goes through {@link Tokenizer.encodeLiteral}.
+ * The second chunk's template tokens (BOS) are those `encode` adds around the tail.
+ */
+function literalPromptIds(fn: string, tokenizer: Tokenizer, question: string, imageTokenIndex: number): number[] {
+  if (typeof tokenizer.encodeLiteral !== 'function') {
+    throw new Error(`${fn}: the tokenizer has no encodeLiteral (plain-text encoding); pass questionMarkup: 'official' or a tokenizer from loadTokenizer / tokenizerFromJson`);
+  }
+  const head = tokenizer.encode(PROMPT_HEAD, { addSpecialTokens: true });
+  const tailPlain = tokenizer.encode(PROMPT_TAIL, { addSpecialTokens: false });
+  const tailTemplated = tokenizer.encode(PROMPT_TAIL, { addSpecialTokens: true });
+  const at = indexOfRun(tailTemplated, tailPlain);
+  if (at < 0) {
+    throw new Error(`${fn}: cannot tell this tokenizer's template tokens from the text's; pass questionMarkup: 'official'`);
+  }
+  const user = [...tailTemplated.slice(0, at), ...tokenizer.encodeLiteral('\n' + question), ...tailPlain, ...tailTemplated.slice(at + tailPlain.length)];
+  return joinImageChunks(tokenizer, [head, user], imageTokenIndex);
+}
+
+// Tokenizers whose literal tokenisation was checked against the official one on a plain question.
+const literalChecked = new WeakSet<Tokenizer>();
+
+function checkLiteralAgrees(fn: string, tokenizer: Tokenizer): void {
+  if (literalChecked.has(tokenizer)) return;
+  // The literal path assumes the LLaMA-3 layout (the question's piece ends at an added token
+  // that strips nothing); a tokenizer where that fails must not silently get other ids.
+  for (const probe of ['What is shown in this image?', ' a\n b ']) {
+    const literal = literalPromptIds(fn, tokenizer, probe, IMAGE_TOKEN_INDEX);
+    const official = tokenizerImageToken(tokenizer, officialPromptText(probe));
+    if (literal.length !== official.length || literal.some((v, i) => v !== official[i])) {
+      throw new Error(`${fn}: with this tokenizer the literal tokenisation of the plain question ${JSON.stringify(probe)} differs from the official one (not a LLaMA-3 tokenizer?); pass questionMarkup: 'official'`);
+    }
+  }
+  literalChecked.add(tokenizer);
+}
+
+/**
+ * The official prompt's ids for `question` (SPEC.md): {@link officialPromptText} tokenised as
+ * {@link tokenizerImageToken} does. With LLaMA-3's tokenizer they start with two
+ * `<|begin_of_text|>` ids (the auto-added one and the literal one).
+ *
+ * By default (`questionMarkup: 'literal'`) the question is text: the ids hold exactly one
+ * placeholder (the template's, before the question) whatever the question says, and special-token
+ * spellings in it are ordinary characters; for a question without `<image>` or special-token
+ * spellings the ids equal the official ones. `questionMarkup: 'official'` reproduces LLaVA byte
+ * for byte, markup in the question included (a second `<image>` is a second placeholder).
+ */
+export function promptIds(tokenizer: Tokenizer, question: string, opts: PromptOptions = {}): number[] {
+  const fn = 'promptIds';
+  if (typeof question !== 'string') throw new Error(`${fn}: question must be a string, got ${typeof question}`);
+  const markup = opts.questionMarkup ?? 'literal';
+  if (!QUESTION_MARKUPS.includes(markup)) {
+    throw new Error(`${fn}: questionMarkup must be 'literal' or 'official', got ${JSON.stringify(markup)}`);
+  }
+  const imageTokenIndex = opts.imageTokenIndex ?? IMAGE_TOKEN_INDEX;
+  checkImageTokenIndex(fn, imageTokenIndex);
+  if (markup === 'official') return tokenizerImageToken(tokenizer, officialPromptText(question), { imageTokenIndex });
+  checkLiteralAgrees(fn, tokenizer);
+  return literalPromptIds(fn, tokenizer, question, imageTokenIndex);
 }
 
 /** One chat message. */

@@ -35,8 +35,19 @@ export interface DetokenizeOptions {
 
 /** A text tokenizer: ids in, text out, special-token lookups. */
 export interface Tokenizer {
-  /** Token ids of `text` (with the template's special tokens unless `addSpecialTokens: false`). */
+  /**
+   * Token ids of `text` (with the template's special tokens unless `addSpecialTokens: false`).
+   * Text spelling an added token (`<|eot_id|>`, …) becomes that token, as in transformers.
+   */
   encode(text: string, opts?: TokenizeOptions): number[];
+  /**
+   * Token ids of `text` as plain text: the spelling of an added / special token (`<|eot_id|>`,
+   * `<|start_header_id|>`) is not recognised but split by the pre-tokenizer and run through the
+   * BPE like any other text, and no template token (BOS) is added. For text without such
+   * spellings it equals `encode(text, { addSpecialTokens: false })`. Used for user text in
+   * prompts (see `promptIds`). Optional: tokenizers made by {@link tokenizerFromJson} have it.
+   */
+  encodeLiteral?(text: string): number[];
   /** Text of `ids`. Throws on an id the vocabulary lacks (negative ids such as -200 included). */
   decode(ids: readonly number[], opts?: DetokenizeOptions): string;
   /** The id of a token string (vocabulary or added token), or undefined. */
@@ -141,10 +152,32 @@ export function tokenizerFromJson(
   const eos = special('eos_token');
   const chatTemplate = chatTemplateOf(config.chat_template) ?? opts.chatTemplate;
 
+  // A second instance without the added tokens encodes text with no special-token matching
+  // (Tokenizers.js splits at added tokens before the BPE; LLaMA-3's specials exist only there).
+  // Built on first use: for a 128k vocabulary it costs a second vocabulary in memory.
+  let literal: HfTokenizer | undefined;
+  const literalTokenizer = (): HfTokenizer => {
+    if (literal) return literal;
+    try {
+      literal = new HfTokenizer({ ...tokenizerJson, added_tokens: [] }, config);
+    } catch (e) {
+      throw new Error(`encodeLiteral: cannot build the tokenizer without its added tokens${where}: ${message(e)}`);
+    }
+    return literal;
+  };
+
   const tokenizer: Tokenizer = {
     encode(text: string, o: TokenizeOptions = {}): number[] {
       if (typeof text !== 'string') throw new Error(`encode: text must be a string, got ${typeof text}`);
       return hf.encode(text, { add_special_tokens: o.addSpecialTokens ?? true }).ids;
+    },
+    encodeLiteral(text: string): number[] {
+      if (typeof text !== 'string') throw new Error(`encodeLiteral: text must be a string, got ${typeof text}`);
+      const { ids, tokens } = literalTokenizer().encode(text, { add_special_tokens: false });
+      // Byte-level BPE covers every byte; a vocabulary that does not would give undefined ids.
+      const bad = ids.findIndex((id: number) => !Number.isInteger(id));
+      if (bad >= 0) throw new Error(`encodeLiteral: piece ${JSON.stringify(tokens[bad])} of ${JSON.stringify(text)} is not in the vocabulary and the tokenizer has no unk token`);
+      return ids;
     },
     decode(ids: readonly number[], o: DetokenizeOptions = {}): string {
       for (const id of ids) {
