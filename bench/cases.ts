@@ -1,6 +1,6 @@
 /**
  * The benchmark cases: each primitive at the sizes that matter, with bytes and FLOPs counted
- * from the shapes (SPEC.md, "Cost at the official size").
+ * from the shapes (docs/spec.md, "Cost at the official size").
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {

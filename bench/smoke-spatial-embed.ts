@@ -19,7 +19,7 @@ const d = 1024;
 const w = initSpatialEmbed(d, { heads: 8, seed: 0 });
 const local = tf.randomNormal([9, 24, 24, d]) as tf.Tensor4D;
 const global = tf.randomNormal([9, 24, 24, d]) as tf.Tensor4D;
-const GFLOP = 113; // SPEC.md: ≈ 87 projections + 24.5 attention + 2 fusion
+const GFLOP = 113; // docs/spec.md: ≈ 87 projections + 24.5 attention + 2 fusion
 
 const times: number[] = [];
 let profile: Awaited<ReturnType<typeof tf.profile>> | undefined;

@@ -12,7 +12,7 @@ export interface FitOptions {
   fit?: 'error' | 'crop';
 }
 
-/** The two ways to cut an image into sub-images (SPEC.md, DCM). */
+/** The two ways to cut an image into sub-images (docs/spec.md, DCM). */
 export type Perspective = 'local' | 'global';
 
 const show = (v: unknown): string => {

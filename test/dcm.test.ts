@@ -156,7 +156,7 @@ await describeEachBackend('DCM', (backend) => {
     tf.dispose([t, rank3, strings]);
   });
 
-  it('local and global perspectives differ as SPEC.md says on a labelled 6x6 image', async () => {
+  it('local and global perspectives differ as docs/spec.md says on a labelled 6x6 image', async () => {
     // pixel value = row*10 + col: local tile (0,1) holds rows 0-1, cols 3-5; global tile (0,1) holds rows 0,3 and cols 1,4.
     const img = tf.tensor4d(Array.from({ length: 36 }, (_, i) => Math.floor(i / 6) * 10 + (i % 6)), [1, 6, 6, 1]);
     const local = localCrop(img, [3, 2]);

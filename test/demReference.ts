@@ -1,5 +1,5 @@
 /**
- * A deliberately naive DEM written from SPEC.md with different tfjs ops than the library:
+ * A deliberately naive DEM written from docs/spec.md with different tfjs ops than the library:
  * windows by strided slicing, one head at a time, scale applied to the scores. Used to check
  * the batched implementation on random configurations beyond the PyTorch fixtures.
  */

@@ -1,5 +1,5 @@
 /**
- * Independent references: ndarray strided views (SPEC.md's index algebra, written as views
+ * Independent references: ndarray strided views (docs/spec.md's index algebra, written as views
  * rather than as our reshape/transpose), and exact comparisons that never pass NaN.
  */
 import ndarray from 'ndarray';

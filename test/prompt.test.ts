@@ -42,7 +42,7 @@ beforeAll(async () => {
 });
 
 describe('officialPromptText', () => {
-  it("is SPEC.md's llama3 text", () => {
+  it("is docs/spec.md's llama3 text", () => {
     expect(IMAGE_TOKEN_INDEX).toBe(expected.image_token_index);
     expect(LLAMA3_SYSTEM_MESSAGE).toBe(expected.system);
     expect(officialPromptText('{question}')).toBe(expected.official_prompt_template);

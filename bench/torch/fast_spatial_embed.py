@@ -229,7 +229,7 @@ class FastSpatialEmbed(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Cost model (from the shapes; SPEC.md "Cost at the official size")
+# Cost model (from the shapes; docs/spec.md "Cost at the official size")
 # ---------------------------------------------------------------------------
 
 def dem_flops(B: int, H: int, W: int, d: int, n: int, heads: int, fuse: bool) -> dict:

@@ -263,7 +263,7 @@ def write_readme(results: List[Tuple[Case, Dict[str, torch.Tensor], Dict[str, fl
         "# DEM golden fixtures",
         "",
         "Golden data for the Dual-perspective Enhancement Module (`dualPerspectiveEnhance`,",
-        "`linearConcatFuse`, token reduction; `docs/SPEC.md`, section DEM), produced by the",
+        "`linearConcatFuse`, token reduction; `docs/spec.md`, section DEM), produced by the",
         "independent PyTorch reference `scripts/golden/spatial_embed.py`. That reference is",
         "checked against a literal transcription of the official INF-LLaVA `SpatialEmbed.forward`",
         "(`scripts/golden/check_against_official.py`, n = 3, d = 64, h = w = 8, 8 heads, B = 1 and 2:",

@@ -92,7 +92,7 @@ SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 
-# SPEC.md, "The official prompt (version llama3)".
+# docs/spec.md, "The official prompt (version llama3)".
 OFFICIAL_PROMPT = (
     "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
     + SYSTEM

@@ -1,4 +1,4 @@
-"""Golden data for the INF-LLaVA visual path (SPEC.md, "The official visual pipeline", steps 2-5).
+"""Golden data for the INF-LLaVA visual path (docs/spec.md, "The official visual pipeline", steps 2-5).
 
 Writes assets/tiny-clip/, assets/tiny-inf-llava/ (the bundled tiny checkpoint) and test/fixtures/infllava/:
   tiny-clip/            a tiny random CLIPVisionModel (save_pretrained, safetensors)
@@ -12,7 +12,7 @@ Writes assets/tiny-clip/, assets/tiny-inf-llava/ (the bundled tiny checkpoint) a
                         clip features of the 9 local, 9 global and the S x S view, the DEM output, the mean,
                         the projected visual tokens.
 
-The composition is written from SPEC.md with transformers' own CLIP and the DEM reference in
+The composition is written from docs/spec.md with transformers' own CLIP and the DEM reference in
 spatial_embed.py; it is independent of the TypeScript code. Run:
   bash scripts/golden/setup-venv.sh && .venv/bin/pip install transformers && .venv/bin/python scripts/golden/generate_vision_fixtures.py
 """

@@ -1,7 +1,7 @@
 """Independent PyTorch reference of INF-LLaVA's Dual-perspective Enhancement Module.
 
 This mirrors the semantics of the official ``SpatialEmbed`` module as stated in
-``docs/SPEC.md`` (sections DCM and DEM), generalised to
+``docs/spec.md`` (sections DCM and DEM), generalised to
 
 * a batch of images (sub-image index ``k = b*T + r*cols + c``: batch-major, row-major),
 * non-square grids ``(rows, cols)`` and non-square sub-feature maps (``h != w``),

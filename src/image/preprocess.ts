@@ -192,7 +192,7 @@ export function expandToSquare(image: Tensor3D, color: readonly [number, number,
 }
 
 /**
- * SPEC.md's official visual pipeline, step 1 (LLaVA's `image_aspect_ratio pad` + CLIP's image
+ * docs/spec.md's official visual pipeline, step 1 (LLaVA's `image_aspect_ratio pad` + CLIP's image
  * processor scaled to 1008): pad to a centred square with (122, 116, 104), bicubic resize with
  * antialiasing to `size × size` (Pillow's, by default bit-exact), scale to [0, 1], normalise with
  * {@link CLIP_MEAN} and {@link CLIP_STD}.

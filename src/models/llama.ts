@@ -101,7 +101,7 @@ export interface LlamaConfig {
   attentionBias: boolean;
   /** gate/up/down projections have biases. */
   mlpBias: boolean;
-  /** From the checkpoint's config (never a constant; see SPEC "Reading Hugging Face configs"). */
+  /** From the checkpoint's config (never a constant; see docs/spec.md "Reading Hugging Face configs"). */
   bosTokenId?: number;
   /** `eos_token_id` as a list (a single id becomes `[id]`; none: `[]`). */
   eosTokenIds: number[];

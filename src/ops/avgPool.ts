@@ -4,7 +4,7 @@ import { parseFactor, toTensor4D } from '../grid.js';
 
 /**
  * Mean over non-overlapping `fh × fw` windows: the paper's token reduction (72×72 → 24×24
- * with factor 3). The released checkpoint instead resizes bilinearly (see SPEC.md).
+ * with factor 3). The released checkpoint instead resizes bilinearly (see docs/spec.md).
  *
  * @param x `[B, H, W, C]`, float32 or int32 (the mean is float32).
  * @param factor `f` or `[fh, fw]`; must divide `H` and `W`.

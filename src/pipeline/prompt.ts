@@ -1,5 +1,5 @@
 /**
- * The official INF-LLaVA prompt (conversation version `llama3`, SPEC.md "The official prompt"),
+ * The official INF-LLaVA prompt (conversation version `llama3`, docs/spec.md "The official prompt"),
  * its tokenisation (a transcription of LLaVA's `tokenizer_image_token`), Hugging Face chat
  * templates (rendered by `@huggingface/jinja`) and the generation stop ids.
  */
@@ -20,7 +20,7 @@ const PROMPT_HEAD = `<|begin_of_text|><|start_header_id|>system<|end_header_id|>
 const PROMPT_TAIL = '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n';
 
 /**
- * The official single-turn prompt text (SPEC.md), with {@link IMAGE_TOKEN} before the question:
+ * The official single-turn prompt text (docs/spec.md), with {@link IMAGE_TOKEN} before the question:
  * `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>`
  * `<|start_header_id|>user<|end_header_id|>\n\n<image>\n{question}<|eot_id|>`
  * `<|start_header_id|>assistant<|end_header_id|>\n\n`. The question is used verbatim.
@@ -145,7 +145,7 @@ function checkLiteralAgrees(fn: string, tokenizer: Tokenizer): void {
 }
 
 /**
- * The official prompt's ids for `question` (SPEC.md): {@link officialPromptText} tokenised as
+ * The official prompt's ids for `question` (docs/spec.md): {@link officialPromptText} tokenised as
  * {@link tokenizerImageToken} does. With LLaMA-3's tokenizer they start with two
  * `<|begin_of_text|>` ids (the auto-added one and the literal one).
  *

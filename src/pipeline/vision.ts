@@ -1,5 +1,5 @@
 /**
- * The official INF-LLaVA visual path (SPEC.md steps 1–5), top to bottom:
+ * The official INF-LLaVA visual path (docs/spec.md steps 1–5), top to bottom:
  * image → preprocess (pad, antialiased bicubic to n·S) → DCM (n² local + n² global S×S
  * sub-images) + the S×S view → CLIP (hidden_states[-2], CLS dropped) → DEM (`spatialEmbed`)
  * → mean with the view's features → `mm_projector` → visual tokens for the language model.
