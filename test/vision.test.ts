@@ -3,16 +3,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
-import { loadInfLlavaVision, readSafetensors } from '../src/index.js';
+import { globalStrideCrop, loadInfLlavaVision, localCrop, project, readSafetensors, resizeBicubic, spatialEmbed } from '../src/index.js';
 import { describeEachBackend, type BackendName } from './backends.js';
 import { copyWithPoisonedTensor } from './checkpointCopy.js';
 import { maxRelErr } from './oracle.js';
 
 const CKPT = 'assets/tiny-inf-llava';
 
-async function relErr(a: tf.Tensor, ref: tf.Tensor): Promise<number> {
-  expect(a.shape).toEqual(ref.shape);
-  return maxRelErr(await a.data(), await ref.data(), 'visual tokens');
+async function relErr(a: tf.Tensor, ref: tf.Tensor, what = 'visual tokens'): Promise<number> {
+  expect(a.shape, what).toEqual(ref.shape);
+  return maxRelErr(await a.data(), await ref.data(), what);
 }
 
 await describeEachBackend('INF-LLaVA vision pipeline', (backend: BackendName) => {
@@ -37,6 +37,46 @@ await describeEachBackend('INF-LLaVA vision pipeline', (backend: BackendName) =>
     tf.dispose([reused, viaView, diff, ...Object.values(t)]);
     vision.dispose();
     expect(tf.memory().numTensors, 'tensors left after dispose').toBe(before);
+  });
+
+  it(`every stage matches PyTorch (each from the fixture's own input to that stage; max|err|/max|ref| <= ${tol}); a second image's tokens too`, async () => {
+    const { tensors: t } = readSafetensors(new Uint8Array(readFileSync('test/fixtures/infllava/expected.safetensors')));
+    const vision = await loadInfLlavaVision(CKPT);
+    const { grid: n, imageSize: S, patchSize, selectLayer } = vision.config;
+    const g = S / patchSize;
+    const D = vision.config.mmHiddenSize;
+    const pixels = t['input.pixels'] as tf.Tensor4D;
+    const features = (images: tf.Tensor4D) => vision.clip.features(images, { layer: selectLayer, dropCls: true });
+    const T = n * n;
+    // Each stage computed with the public parts the pipeline is made of, from the reference's previous stage.
+    const stages: Array<[string, () => tf.Tensor]> = [
+      ['stage.view_pixels', () => resizeBicubic(pixels, [S, S])], // F.interpolate bicubic, align_corners=False
+      ['stage.features_local', () => features(localCrop(pixels, n))], // [9, g², D]
+      ['stage.features_global', () => features(globalStrideCrop(pixels, n))],
+      ['stage.features_view', () => features(t['stage.view_pixels'] as tf.Tensor4D)],
+      ['stage.dem', () => {
+        const tiles = (name: string) => tf.reshape(t[name]!, [T, g, g, D]) as tf.Tensor4D;
+        return tf.reshape(spatialEmbed(tiles('stage.features_local'), tiles('stage.features_global'), vision.dem, { grid: n, outSize: [g, g] }), [1, g * g, D]);
+      }],
+      ['stage.mean', () => tf.mul(tf.add(t['stage.features_view']!, t['stage.dem']!), 0.5)],
+      ['output.tokens', () => project(t['stage.mean']!, vision.projector)],
+      ['output.tokens_b', () => vision.encodePixels(t['input.pixels_b'] as tf.Tensor4D)],
+    ];
+    const errs: string[] = [];
+    for (const [name, run] of stages) {
+      const ours = tf.tidy(run);
+      const err = await relErr(ours, t[name]!, name);
+      ours.dispose();
+      errs.push(`${name} ${err.toExponential(1)}`);
+      expect(err, name).toBeLessThanOrEqual(tol);
+    }
+    console.log(`[${backend}] stages, max|err|/max|ref|: ${errs.join(', ')}`);
+    // Every stored tensor is checked here or above (input.* are inputs).
+    expect(Object.keys(t).filter((k) => !k.startsWith('input.')).sort()).toEqual(stages.map(([k]) => k).sort());
+    // The second image is another image: its tokens are not the first one's.
+    expect(await relErr(t['output.tokens_b']!, t['output.tokens']!)).toBeGreaterThan(0.1);
+    tf.dispose(Object.values(t));
+    vision.dispose();
   });
 
   it('loads only the vision-side tensors, and a separate vision directory gives the same tokens', async () => {
