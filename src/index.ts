@@ -56,7 +56,7 @@ export {
 } from './pipeline/prompt.js';
 export { sampleNext, seededRng, argmax, type SampleOptions } from './pipeline/sampling.js';
 export { resizeBicubic, type ResizeBicubicOptions } from './image/resizeBicubic.js';
-export { preprocessImage, CLIP_MEAN, CLIP_STD, LLAVA_PAD_RGB, type PreprocessOptions } from './image/preprocess.js';
+export { preprocessImage, CLIP_MEAN, CLIP_STD, LLAVA_PAD_RGB, type PreprocessOptions, type PreprocessMode } from './image/preprocess.js';
 export { decodeImage } from './image/decode.js';
 export {
   loadClipVision,
@@ -84,7 +84,7 @@ export {
   type LlamaRopeScaling,
 } from './models/llama.js';
 export { projectorFromTensors, project, type Projector } from './models/projector.js';
-export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions } from './pipeline/vision.js';
+export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions, type EncodeImageOptions } from './pipeline/vision.js';
 export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult, type StopReason } from './pipeline/infLlava.js';
 export { llamaRopeInvFreq, llamaTensorNames } from './models/llama.js';
 export {

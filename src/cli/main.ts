@@ -3,10 +3,12 @@
  *
  *   inf-llava chat [--model DIR] [--vision DIR] [--tokenizer DIR] [--backend tensorflow|wasm|cpu|webgpu]
  *                  [--image photo.jpg] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]
- *                  [--official-tokenization] [--json] "question"
+ *                  [--official-tokenization] [--preprocess native|upsampled] [--json] "question"
  *
  * The question is text: `<image>` and special-token spellings in it are tokenised as plain
  * characters. --official-tokenization tokenises it as LLaVA does (markup included).
+ * --preprocess upsampled preprocesses the image as the released inference scripts do (the
+ * S-pixel processor, then a bicubic upsample) instead of as in training (default: native).
  *
  * Without --model it runs the bundled tiny random checkpoint on the bundled photo: the whole
  * pipeline end to end in seconds, with meaningless words.
@@ -16,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKENDS, useBackend, type BackendName } from '../backends/node.js';
+import { PREPROCESS_MODES, type PreprocessMode } from '../image/preprocess.js';
 import { loadInfLlava, type GenerateResult, type StopReason } from '../pipeline/infLlava.js';
 
 // dist/cli.js → ../assets; src/cli/main.ts (run with tsx) → ../../assets.
@@ -23,14 +26,18 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ASSETS = [resolve(HERE, '..', 'assets'), resolve(HERE, '..', '..', 'assets')].find((d) => existsSync(join(d, 'tiny-inf-llava'))) ?? resolve(HERE, '..', 'assets');
 const USAGE = `usage: inf-llava chat [--model DIR] [--vision DIR] [--tokenizer DIR] [--backend ${BACKENDS.join('|')}]
                       [--image FILE] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]
-                      [--official-tokenization] [--json] "question"`;
+                      [--official-tokenization] [--preprocess native|upsampled] [--json] "question"`;
 const HELP = `${USAGE}
   --max-tokens N             at most N new tokens (a positive integer; default 256)
   --temperature T            sampling temperature (>= 0; default 0: greedy)
   --top-p P                  nucleus mass in (0, 1] (default 1: off)
   --seed S                   the sampler's integer seed (default 0)
   --official-tokenization    read <image> and special-token text in the question as LLaVA does
-                             (default: the question is plain text)`;
+                             (default: the question is plain text)
+  --preprocess native|upsampled
+                             native (default): the CLIP processor scaled to the crops' size,
+                             as the model was trained; upsampled: the 336-pixel processor, then
+                             a bicubic upsample, as the released inference scripts do`;
 
 class UsageError extends Error {}
 
@@ -52,13 +59,14 @@ interface Args {
   topP: number;
   seed: number;
   official: boolean;
+  preprocess: PreprocessMode;
   json: boolean;
   question: string;
 }
 
 function parse(argv: string[]): Args {
   if (argv[0] !== 'chat') throw new UsageError(argv.length ? `unknown command ${JSON.stringify(argv[0])}` : 'missing command');
-  const a: Partial<Args> & { rest: string[] } = { rest: [], backend: 'tensorflow', maxTokens: 256, temperature: 0, topP: 1, seed: 0, official: false, json: false };
+  const a: Partial<Args> & { rest: string[] } = { rest: [], backend: 'tensorflow', maxTokens: 256, temperature: 0, topP: 1, seed: 0, official: false, preprocess: 'native', json: false };
   // A decimal number (Number() alone would take "", "0x10", "Infinity"), then the flag's range.
   const number = (flag: string, v: string, ok: (n: number) => boolean, what: string) => {
     if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim())) throw new UsageError(`${flag} needs a number, got ${JSON.stringify(v)}`);
@@ -84,6 +92,12 @@ function parse(argv: string[]): Args {
       case '--top-p': a.topP = number(k, next(), (n) => n > 0 && n <= 1, 'in (0, 1]'); break;
       case '--seed': a.seed = number(k, next(), (n) => Number.isSafeInteger(n), 'an integer'); break;
       case '--official-tokenization': a.official = true; break;
+      case '--preprocess': {
+        const v = next();
+        if (!(PREPROCESS_MODES as readonly string[]).includes(v)) throw new UsageError(`--preprocess must be ${PREPROCESS_MODES.join(' or ')}, got ${JSON.stringify(v)}`);
+        a.preprocess = v as PreprocessMode;
+        break;
+      }
       case '--json': a.json = true; break;
       case '-h': case '--help': throw new UsageError('');
       default:
@@ -144,6 +158,7 @@ export async function main(argv: string[]): Promise<number> {
         topP: args.topP,
         seed: args.seed,
         questionMarkup: args.official ? 'official' : 'literal',
+        preprocess: args.preprocess,
         onProgress: (done, total) => bar('encoding image', done, total),
         onToken: args.json ? undefined : (text) => process.stdout.write(text),
       });

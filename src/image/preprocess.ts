@@ -25,6 +25,19 @@ export const CLIP_STD = Object.freeze([0.26862954, 0.26130258, 0.27577711] as co
 /** LLaVA's padding colour: `tuple(int(x * 255) for x in image_mean)`, truncated, = (122, 116, 104). */
 export const LLAVA_PAD_RGB = Object.freeze(CLIP_MEAN.map((m) => Math.trunc(m * 255)) as unknown as readonly [number, number, number]);
 
+/**
+ * Which image processor feeds INF-LLaVA's `encode_images` (docs/spec.md, "The official visual pipeline";
+ * docs/paper-vs-code.md):
+ * - `'native'`: the training run's CLIP processor scaled ×n: pad, Pillow bicubic (antialiased) straight to
+ *   n·S (1008 for the official checkpoint). What the model was trained on.
+ * - `'upsampled'`: the released inference scripts: pad, the tower's own S-pixel processor (Pillow bicubic to
+ *   S = 336), then a float bicubic upsample of the normalised S×S tensor to n·S
+ *   (`F.interpolate(mode='bicubic', align_corners=False)`, no antialiasing).
+ */
+export type PreprocessMode = 'native' | 'upsampled';
+/** The values of {@link PreprocessMode}. */
+export const PREPROCESS_MODES: readonly PreprocessMode[] = Object.freeze(['native', 'upsampled'] as const);
+
 /** Options of {@link preprocessImage}. */
 export interface PreprocessOptions {
   /** Output side (default 1008, the official INF-LLaVA resolution; 336 for plain LLaVA-1.5). */

@@ -6,6 +6,7 @@
 import { concat, getBackend, tidy, type Tensor3D } from '@tensorflow/tfjs-core';
 import { guardWasmHeap } from '../backends/wasmGuard.js';
 import { decodeImage } from '../image/decode.js';
+import { PREPROCESS_MODES, type PreprocessMode } from '../image/preprocess.js';
 import { readConfigJson } from '../models/config.js';
 import { loadLlama, type KVCache, type Llama } from '../models/llama.js';
 import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
@@ -29,6 +30,12 @@ export interface GenerateOptions {
    * containing `<image>` is then refused: it would need a second image).
    */
   questionMarkup?: QuestionMarkup;
+  /**
+   * How the image becomes the n·S pixels the crops are taken from: `'native'` (default; the CLIP
+   * processor scaled ×n, what the model was trained on) or `'upsampled'` (the released inference
+   * scripts: the S-pixel processor, then a float bicubic upsample). See docs/paper-vs-code.md.
+   */
+  preprocess?: PreprocessMode;
   /** A positive integer; default 256. Generation also stops at the end of the context. */
   maxNewTokens?: number;
   /** Finite, ≥ 0; 0 (default) = greedy. */
@@ -85,7 +92,7 @@ export function visualTokenCount(config: Pick<InfLlavaVisionConfig, 'imageSize' 
   return Math.floor(config.imageSize / config.patchSize) ** 2;
 }
 
-const GENERATE_OPTIONS = ['image', 'question', 'questionMarkup', 'maxNewTokens', 'temperature', 'topP', 'seed', 'onToken', 'onProgress'] as const;
+const GENERATE_OPTIONS = ['image', 'question', 'questionMarkup', 'preprocess', 'maxNewTokens', 'temperature', 'topP', 'seed', 'onToken', 'onProgress'] as const;
 
 /** A value for an error message: strings quoted, numbers as JS prints them (NaN, Infinity). */
 function show(v: unknown): string {
@@ -122,6 +129,7 @@ interface CheckedOptions {
   image: Tensor3D | Uint8Array;
   question: string;
   questionMarkup: QuestionMarkup;
+  preprocess: PreprocessMode;
   maxNewTokens: number;
   temperature: number;
   topP: number;
@@ -155,6 +163,8 @@ function checkGenerateOptions(g: GenerateOptions): CheckedOptions {
   if (typeof question !== 'string') throw new Error(`${fn}: question must be a string, got ${show(question)}`);
   const questionMarkup = g.questionMarkup ?? 'literal';
   if (!QUESTION_MARKUPS.includes(questionMarkup)) throw new Error(`${fn}: questionMarkup must be 'literal' or 'official', got ${show(questionMarkup)}`);
+  const preprocess = g.preprocess ?? 'native';
+  if (!PREPROCESS_MODES.includes(preprocess)) throw new Error(`${fn}: preprocess must be 'native' or 'upsampled', got ${show(preprocess)}`);
   const maxNewTokens = g.maxNewTokens ?? 256;
   if (typeof maxNewTokens !== 'number' || !Number.isSafeInteger(maxNewTokens) || maxNewTokens < 1) {
     throw new Error(`${fn}: maxNewTokens must be a positive integer, got ${show(maxNewTokens)}`);
@@ -170,7 +180,7 @@ function checkGenerateOptions(g: GenerateOptions): CheckedOptions {
   for (const k of ['onToken', 'onProgress'] as const) {
     if (g[k] !== undefined && typeof g[k] !== 'function') throw new Error(`${fn}: ${k} must be a function, got ${show(g[k])}`);
   }
-  return { image, question, questionMarkup, maxNewTokens, temperature, topP, seed, onToken: g.onToken, onProgress: g.onProgress };
+  return { image, question, questionMarkup, preprocess, maxNewTokens, temperature, topP, seed, onToken: g.onToken, onProgress: g.onProgress };
 }
 
 function message(e: unknown): string {
@@ -260,7 +270,7 @@ export async function loadInfLlava(dir: string, opts: { visionDir?: string; toke
       const visual = await stage(`encode_image of a ${image.shape[0]}×${image.shape[1]} image`, async () => {
         let out: Tensor3D | undefined;
         try {
-          out = await vision.encode(image, { onProgress }); // [1, tokens, hidden]
+          out = await vision.encode(image, { onProgress, preprocess: o.preprocess }); // [1, tokens, hidden]
           await out.data();
           return out;
         } catch (e) {

@@ -1,8 +1,9 @@
 /**
  * The official INF-LLaVA visual path (docs/spec.md steps 1–5), top to bottom:
- * image → preprocess (pad, antialiased bicubic to n·S) → DCM (n² local + n² global S×S
- * sub-images) + the S×S view → CLIP (hidden_states[-2], CLS dropped) → DEM (`spatialEmbed`)
- * → mean with the view's features → `mm_projector` → visual tokens for the language model.
+ * image → preprocess (`'native'`: pad, antialiased bicubic to n·S; `'upsampled'`: pad, antialiased
+ * bicubic to S, then a float bicubic upsample to n·S) → DCM (n² local + n² global S×S sub-images)
+ * + the S×S view → CLIP (hidden_states[-2], CLS dropped) → DEM (`spatialEmbed`) → mean with the
+ * view's features → `mm_projector` → visual tokens for the language model.
  * Sizes come from the configs, so a tiny checkpoint runs through the same code.
  */
 import { add, concat, mul, reshape, slice, tidy, type Tensor, type Tensor3D, type Tensor4D } from '@tensorflow/tfjs-core';
@@ -11,8 +12,8 @@ import { localCrop } from '../dcm/localCrop.js';
 import { spatialEmbedFromStateDict } from '../dem/stateDict.js';
 import { spatialEmbed } from '../dem/spatialEmbed.js';
 import type { SpatialEmbedWeights } from '../dem/weights.js';
-import { preprocessImage } from '../image/preprocess.js';
-import { resizeBicubic } from '../image/resizeBicubic.js';
+import { PREPROCESS_MODES, preprocessImage, type PreprocessMode } from '../image/preprocess.js';
+import { cubicTaps, resizeBicubic, type Taps } from '../image/resizeBicubic.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { clipVisionConfigFromJson, clipVisionFromTensors, loadClipVision, type ClipVision } from '../models/clip.js';
 import { readConfigJson } from '../models/config.js';
@@ -42,13 +43,29 @@ export interface EncodeOptions {
   /** Called as CLIP finishes each chunk of sub-images. */
   onProgress?: (done: number, total: number) => void;
   /**
-   * For odd n, the S×S view equals global sub-image ((n−1)/2, (n−1)/2) exactly (bicubic with an
-   * exact odd factor samples one pixel with weight 1), so its CLIP features are reused instead
-   * of a 19th encoder pass (default true; false runs the view through CLIP, as the official code does).
+   * Where the S×S view equals global sub-image ((n−1)/2, (n−1)/2) exactly, its CLIP features are
+   * reused instead of a 19th encoder pass (default true; false runs the view through CLIP, as the
+   * official code does). Exact, and so reused, when every view pixel and the centre tile's pixel
+   * are both one input pixel with weight 1, read off the resize weights: for odd n with an n·S
+   * input (`'native'`: the view is a bicubic shrink by n, sampling pixel n·i + (n−1)/2) and with an
+   * S input (`'upsampled'`: the upsample by n lands exactly on input pixel i at n·i + (n−1)/2 —
+   * for n = 3 PyTorch's float32 source coordinate rounds to exactly i — and the view is the input).
+   * Other sizes and even n always run the 19th pass.
    */
   reuseCenterTile?: boolean;
   /** CLIP batch size per chunk (bounds activation memory). */
   batchSize?: number;
+}
+
+/** Options of {@link InfLlavaVision.encode}: {@link EncodeOptions} and the preprocessing path. */
+export interface EncodeImageOptions extends EncodeOptions {
+  /**
+   * `'native'` (default): the CLIP processor scaled ×n, Pillow bicubic straight to n·S (what the
+   * model was trained on). `'upsampled'`: what the released inference scripts do: the tower's own
+   * S-pixel processor, then a float bicubic upsample (no antialiasing) of the normalised S×S
+   * tensor to n·S. See {@link PreprocessMode} and docs/paper-vs-code.md.
+   */
+  preprocess?: PreprocessMode;
 }
 
 export interface InfLlavaVision {
@@ -56,10 +73,20 @@ export interface InfLlavaVision {
   clip: ClipVision;
   dem: SpatialEmbedWeights;
   projector: Projector;
-  /** `[1, n·S, n·S, 3]` normalised pixels → `[1, (S/patch)², hidden]` visual tokens. */
+  /**
+   * The official `encode_images`: `[1, H, W, 3]` normalised pixels → `[1, (S/patch)², hidden]`
+   * visual tokens. The crops are taken from the pixels resized bicubically to n·S (no-op for an
+   * n·S input, `'native'`; an upsample for an S input, `'upsampled'`), the view is the pixels
+   * resized to S (the input itself for an S input).
+   */
   encodePixels(pixels: Tensor4D, opts?: EncodeOptions): Tensor3D;
-  /** `[H, W, 3]` RGB 0..255 → visual tokens (preprocessImage + encodePixels). */
-  encode(image: Tensor3D, opts?: EncodeOptions): Promise<Tensor3D>;
+  /**
+   * `[H, W, 3]` RGB 0..255 → the normalised pixels `encodePixels` takes: `[1, n·S, n·S, 3]` for
+   * `'native'` (default), `[1, S, S, 3]` for `'upsampled'` (padded, Pillow bicubic, normalised).
+   */
+  preprocess(image: Tensor3D, mode?: PreprocessMode): Tensor4D;
+  /** `[H, W, 3]` RGB 0..255 → visual tokens (`preprocess` + `encodePixels`). */
+  encode(image: Tensor3D, opts?: EncodeImageOptions): Promise<Tensor3D>;
   dispose(): void;
 }
 
@@ -146,22 +173,71 @@ async function readTowerConfig(dir: string, cfg: Record<string, unknown>, tensor
   });
 }
 
+/** The one input index output `o` reads (a single tap of weight 1), or −1. */
+function sampledIndex(taps: Taps, o: number): number {
+  let found = -1;
+  for (let j = 0; j < taps.k; j++) {
+    const w = taps.weight[j * taps.outSize + o]!;
+    if (w === 0) continue;
+    if (found >= 0 || w !== 1) return -1;
+    found = taps.index[j * taps.outSize + o]!;
+  }
+  return found;
+}
+
+/**
+ * Whether, along an axis of `size` input pixels, the view (a bicubic resize to S) and the centre
+ * global tile (pixels (n−1)/2, (n−1)/2 + n, … of the bicubic resize to n·S) copy the same input
+ * pixel with weight 1 everywhere: then they are equal on every backend (1·x plus zeros is exact).
+ */
+function centreTileIsView(size: number, n: number, S: number): boolean {
+  if (n % 2 === 0) return false;
+  const big = cubicTaps(size, n * S); // the identity's taps when size = n·S
+  const view = cubicTaps(size, S); // the identity's taps when size = S
+  const c = (n - 1) / 2;
+  for (let o = 0; o < S; o++) {
+    const v = sampledIndex(view, o);
+    if (v < 0 || sampledIndex(big, n * o + c) !== v) return false;
+  }
+  return true;
+}
+
+/** `opts.preprocess` (or a bare mode), checked. */
+function checkMode(mode: unknown, fn: string, what: string): PreprocessMode {
+  const m = mode ?? 'native';
+  if (!(PREPROCESS_MODES as readonly unknown[]).includes(m)) {
+    throw new Error(`${fn}: ${what} must be ${PREPROCESS_MODES.map((v) => `'${v}'`).join(' or ')}, got ${typeof m === 'string' ? JSON.stringify(m) : String(m)}`);
+  }
+  return m as PreprocessMode;
+}
+
 function makeVision(config: InfLlavaVisionConfig, clip: ClipVision, dem: SpatialEmbedWeights, projector: Projector, release: () => void): InfLlavaVision {
   const { grid: n, imageSize: S, patchSize } = config;
   const g = S / patchSize; // patches per side
+  const exactBySize = new Map<number, boolean>();
+  const exact = (size: number): boolean => {
+    if (!exactBySize.has(size)) exactBySize.set(size, centreTileIsView(size, n, S));
+    return exactBySize.get(size)!;
+  };
+  const preprocess = (image: Tensor3D, mode?: PreprocessMode): Tensor4D => {
+    const m = checkMode(mode, 'preprocess', 'mode');
+    return preprocessImage(image, { size: m === 'native' ? n * S : S });
+  };
   const encodePixels = (pixels: Tensor4D, opts: EncodeOptions = {}): Tensor3D => {
     const fn = 'encodePixels';
     if (pixels.rank !== 4 || pixels.shape[0] !== 1 || pixels.shape[3] !== 3) {
       throw new Error(`${fn}: pixels must be [1, ${n * S}, ${n * S}, 3] normalised NHWC, got ${JSON.stringify(pixels.shape)}`);
     }
-    const reuse = (opts.reuseCenterTile ?? true) && n % 2 === 1;
+    const [, H, W] = pixels.shape;
+    const reuse = (opts.reuseCenterTile ?? true) && exact(H) && exact(W);
     return tidy(() => {
-      // The official code first resizes to n·S (bicubic); a no-op at that size.
-      const big = pixels.shape[1] === n * S && pixels.shape[2] === n * S ? pixels : resizeBicubic(pixels, [n * S, n * S]);
+      // encode_images: F.interpolate(images, (n·S, n·S), bicubic) — a no-op at that size ('native'),
+      // the upsample of 'upsampled' — then the crops; the view is F.interpolate(images, (S, S)).
+      const big = H === n * S && W === n * S ? pixels : resizeBicubic(pixels, [n * S, n * S]);
       const local = localCrop(big, n); // [n², S, S, 3]
       const global = globalStrideCrop(big, n); // [n², S, S, 3]
       const images = [local, global];
-      if (!reuse) images.push(resizeBicubic(big, [S, S])); // [1, S, S, 3]
+      if (!reuse) images.push(H === S && W === S ? pixels : resizeBicubic(pixels, [S, S])); // [1, S, S, 3]
       const feats = clip.features(concat(images, 0) as Tensor4D, {
         layer: config.selectLayer,
         dropCls: true,
@@ -184,8 +260,11 @@ function makeVision(config: InfLlavaVisionConfig, clip: ClipVision, dem: Spatial
     dem,
     projector,
     encodePixels,
-    async encode(image: Tensor3D, opts?: EncodeOptions): Promise<Tensor3D> {
-      const pixels = preprocessImage(image, { size: n * S });
+    preprocess,
+    async encode(image: Tensor3D, opts: EncodeImageOptions = {}): Promise<Tensor3D> {
+      if (opts == null || typeof opts !== 'object') throw new Error(`encode: opts must be an object, got ${String(opts)}`);
+      const mode = checkMode(opts.preprocess, 'encode', 'opts.preprocess');
+      const pixels = preprocess(image, mode);
       try {
         return encodePixels(pixels, opts);
       } finally {
