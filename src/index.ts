@@ -57,7 +57,7 @@ export {
 export { sampleNext, seededRng, argmax, type SampleOptions } from './pipeline/sampling.js';
 export { resizeBicubic, type ResizeBicubicOptions } from './image/resizeBicubic.js';
 export { preprocessImage, CLIP_MEAN, CLIP_STD, LLAVA_PAD_RGB, type PreprocessOptions, type PreprocessMode } from './image/preprocess.js';
-export { decodeImage } from './image/decode.js';
+export { decodeImage, type DecodeImageOptions, type ImageDecoder } from './image/decode.js';
 export {
   loadClipVision,
   clipVisionFromTensors,

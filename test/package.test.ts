@@ -2,6 +2,8 @@
 // in child processes (plain Node, not vitest's resolver). Needs `npm run build` first (npm test does it).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const API = [
@@ -45,9 +47,28 @@ describe('package', () => {
 
   it("'inf-llava/node' resolves (ESM and CJS) and exports the backend starter", () => {
     const code = (load: string) => `${load}.then((m) => console.log(JSON.stringify({ api: Object.keys(m).sort(), shape: [] })))`;
-    const expected = { api: ['BACKENDS', 'BACKEND_HINTS', 'useBackend'], shape: [] };
+    const expected = { api: ['AUTO_BACKENDS', 'BACKENDS', 'BACKEND_HINTS', 'BackendUnavailableError', 'useBackend', 'useFastestBackend'], shape: [] };
     expect(run(['-e', code("import('inf-llava/node')")])).toEqual(expected);
     expect(run(['-e', code("Promise.resolve(require('inf-llava/node'))")])).toEqual(expected);
+  });
+
+  it("'inf-llava/assets/*' resolves the bundled files (require.resolve and import.meta.resolve)", () => {
+    const node = (args: string[]) => execFileSync(process.execPath, args, { encoding: 'utf8' }).trim();
+    expect(node(['-e', "console.log(require.resolve('inf-llava/assets/extreme_ironing.jpg'))"])).toBe(resolve('assets/extreme_ironing.jpg'));
+    expect(node(['--input-type=module', '-e', "console.log(import.meta.resolve('inf-llava/assets/tiny-inf-llava/config.json'))"])).toBe(
+      pathToFileURL(resolve('assets/tiny-inf-llava/config.json')).href,
+    );
+  });
+
+  it("maps 'inf-llava/node' to its declarations for TypeScript's node10 resolution (typesVersions), and names the repository", () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+    expect(pkg.typesVersions).toEqual({ '*': { node: ['./dist/node.d.ts'] } });
+    expect(existsSync('dist/node.d.ts')).toBe(true);
+    expect(pkg.exports['./assets/*']).toBe('./assets/*');
+    expect(pkg.files).toContain('assets');
+    expect(pkg.repository.url).toBe('git+https://github.com/inf-llava/inf-llava.git');
+    expect(pkg.homepage).toMatch(/^https:\/\/github\.com\/inf-llava\/inf-llava/);
+    expect(pkg.bugs.url).toBe('https://github.com/inf-llava/inf-llava/issues');
   });
 
   it('declares tfjs-core as a peer and every backend as an optional peer', () => {

@@ -1,4 +1,5 @@
 import { tensor3d, type Tensor3D } from '@tensorflow/tfjs-core';
+import { decodeJpegJs, decodePngJs, formatName, sniffImageFormat, type RgbImage } from './decodeJs.js';
 
 type SharpFactory = typeof import('sharp');
 
@@ -6,6 +7,49 @@ let sharpModule: Promise<SharpFactory> | undefined;
 
 /** Hint given when the optional peer dependency is missing. */
 export const SHARP_HINT = "decodeImage needs the optional peer dependency 'sharp' (Node only): npm install sharp";
+
+/**
+ * Which decoder {@link decodeImage} uses: `'auto'` (default) sharp when it is installed, else
+ * the built-in JavaScript decoders (JPEG and PNG only); `'sharp'` sharp only; `'js'` the
+ * JavaScript decoders only. The environment variable `INF_LLAVA_NO_SHARP=1` turns `'auto'`
+ * into `'js'` (for trying the fallback where sharp is installed; the CLI honours it too).
+ */
+export type ImageDecoder = 'auto' | 'sharp' | 'js';
+
+/** Options of {@link decodeImage}. */
+export interface DecodeImageOptions {
+  /** Default `'auto'`. See {@link ImageDecoder}. */
+  decoder?: ImageDecoder;
+}
+
+/** `INF_LLAVA_NO_SHARP` is set to something other than '', '0' or 'false'. */
+function noSharpRequested(): boolean {
+  const v = typeof process !== 'undefined' ? process.env?.INF_LLAVA_NO_SHARP : undefined;
+  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+/**
+ * The decoder `decodeImage(bytes, { decoder })` would use, without decoding: `'sharp'`, or
+ * `'js'` (sharp not installed, not wanted, or `INF_LLAVA_NO_SHARP=1`) with `why` saying which.
+ * Throws {@link SHARP_HINT} when `decoder` is `'sharp'` and sharp does not import.
+ */
+export async function resolveImageDecoder(decoder: ImageDecoder = 'auto'): Promise<{ decoder: 'sharp' | 'js'; why: string }> {
+  if (decoder === 'js') return { decoder: 'js', why: "decoder: 'js' requested" };
+  if (decoder === 'auto' && noSharpRequested()) return { decoder: 'js', why: 'INF_LLAVA_NO_SHARP is set' };
+  if (decoder === 'sharp') return (await loadSharp(), { decoder: 'sharp', why: "decoder: 'sharp' requested" });
+  if (decoder !== 'auto') throw new Error(`decodeImage: decoder must be 'auto', 'sharp' or 'js', got ${JSON.stringify(decoder)}`);
+  try {
+    await loadSharp();
+    return { decoder: 'sharp', why: 'sharp is installed' };
+  } catch (e) {
+    // loadSharp's error has the import's as its cause (which may itself wrap the resolver's).
+    const chain: unknown[] = [];
+    for (let c: unknown = (e as Error).cause; c !== undefined && chain.length < 8; c = (c as Error)?.cause) chain.push(c);
+    const missing = chain.some((c) => /Cannot find (package|module) 'sharp'/.test((c as Error)?.message ?? ''));
+    const why = ((chain[0] as Error)?.message ?? String(chain[0])).split('\n')[0]!.trim();
+    return { decoder: 'js', why: missing ? 'sharp is not installed' : `sharp does not load (${why})` };
+  }
+}
 
 async function loadSharp(): Promise<SharpFactory> {
   // A computed specifier: bundlers (esbuild/tsup, webpack, vite) leave it alone instead of
@@ -16,7 +60,7 @@ async function loadSharp(): Promise<SharpFactory> {
     (e: unknown) => {
       sharpModule = undefined; // let a later call retry after an install
       const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
-      throw new Error(`${SHARP_HINT} (import failed: ${why})`);
+      throw new Error(`${SHARP_HINT} (import failed: ${why})`, { cause: e });
     },
   );
   return sharpModule;
@@ -54,38 +98,59 @@ function cmykToRgb(cmyk: Uint8Array, pixels: number): Int32Array {
  * - 16-bit images are scaled to 8 bits (sharp's conversion). Pillow instead clips 16-bit
  *   grayscale PNG values above 255 to 255, which LLaVA would then see; that is not reproduced.
  *
- * Needs the optional peer dependency `sharp` (Node; imported on first use).
+ * Uses the optional peer dependency `sharp` (Node; imported on first use) when it is installed.
+ * Without it (or with `{ decoder: 'js' }`, or `INF_LLAVA_NO_SHARP=1`) it falls back to
+ * pure-JavaScript decoders, for **JPEG and PNG only**: `pngjs` (PNG pixels identical to Pillow's)
+ * and `jpeg-js`, whose JPEG pixels are close to but **not bit-identical** with Pillow's
+ * libjpeg-turbo (no "fancy" chroma upsampling): on assets/extreme_ironing.jpg max |Δ| 32,
+ * mean |Δ| 1.05 per value. Install sharp for exact JPEG pixels and other formats.
  */
-export async function decodeImage(bytes: Uint8Array): Promise<Tensor3D> {
+export async function decodeImage(bytes: Uint8Array, options: DecodeImageOptions = {}): Promise<Tensor3D> {
   const fn = 'decodeImage';
   if (!(bytes instanceof Uint8Array)) throw new Error(`${fn}: bytes must be a Uint8Array (e.g. a Buffer), got ${Object.prototype.toString.call(bytes)}`);
   if (bytes.length === 0) throw new Error(`${fn}: bytes is empty`);
-  const sharp = await loadSharp();
-  // Only sharp's work is a decoding failure; making the tensor (a backend's failure) and a
+  const { decoder, why: whyJs } = await resolveImageDecoder(options.decoder ?? 'auto');
+  // Only the decoder's work is a decoding failure; making the tensor (a backend's failure) and a
   // missing sharp are reported as what they are.
-  let rgb: Int32Array;
-  let height: number;
-  let width: number;
+  let img: RgbImage;
+  if (decoder === 'js') {
+    const format = sniffImageFormat(bytes);
+    if (format !== 'jpeg' && format !== 'png') {
+      const what = format ? `a ${formatName(format)} image` : 'neither JPEG nor PNG';
+      throw new Error(
+        `${fn}: could not decode ${describeBytes(bytes)}: ${what}, and the built-in decoders (used because ${whyJs}) read only JPEG and PNG; ` +
+          `for WebP, GIF, AVIF, TIFF… install the optional peer dependency 'sharp': npm install sharp`,
+      );
+    }
+    try {
+      img = format === 'jpeg' ? await decodeJpegJs(bytes) : await decodePngJs(bytes);
+    } catch (e) {
+      const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
+      throw new Error(`${fn}: could not decode ${describeBytes(bytes)} as ${formatName(format)} (built-in decoder ${format === 'jpeg' ? 'jpeg-js' : 'pngjs'}): ${why}`, { cause: e });
+    }
+  } else {
+    img = await decodeWithSharp(bytes, await loadSharp());
+  }
+  return tensor3d(img.rgb, [img.height, img.width, 3], 'int32');
+}
+
+async function decodeWithSharp(bytes: Uint8Array, sharp: SharpFactory): Promise<RgbImage> {
   try {
     const meta = await sharp(bytes).metadata();
     if (meta.space === 'cmyk') {
       const { data, info } = await sharp(bytes, { ignoreIcc: true }).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 4) throw new Error(`expected 4 CMYK channels, got ${info.channels}`);
-      rgb = cmykToRgb(data, info.width * info.height);
-      [height, width] = [info.height, info.width];
-    } else {
-      const { data, info } = await sharp(bytes, { ignoreIcc: true })
-        .removeAlpha()
-        .toColourspace('srgb')
-        .raw({ depth: 'uchar' })
-        .toBuffer({ resolveWithObject: true });
-      if (info.channels !== 3) throw new Error(`expected 3 channels after conversion to sRGB, got ${info.channels}`);
-      rgb = Int32Array.from(data);
-      [height, width] = [info.height, info.width];
+      return { rgb: cmykToRgb(data, info.width * info.height), width: info.width, height: info.height };
     }
+    const { data, info } = await sharp(bytes, { ignoreIcc: true })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`expected 3 channels after conversion to sRGB, got ${info.channels}`);
+    return { rgb: Int32Array.from(data), width: info.width, height: info.height };
   } catch (e) {
     const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
-    throw new Error(`${fn}: could not decode ${describeBytes(bytes)} as an image (JPEG, PNG, WebP, …): ${why}`, { cause: e });
+    throw new Error(`decodeImage: could not decode ${describeBytes(bytes)} as an image (JPEG, PNG, WebP, …): ${why}`, { cause: e });
   }
-  return tensor3d(rgb, [height, width, 3], 'int32');
 }
