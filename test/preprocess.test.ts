@@ -210,10 +210,16 @@ await describeEachBackend('preprocess: native and upsampled paths', (backend: Ba
 
 describe('inf-llava chat --preprocess', () => {
   let stderr = '';
+  let stdout = '';
   beforeEach(() => {
     stderr = '';
+    stdout = '';
     vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
       stderr += String(chunk);
+      return true;
+    });
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      stdout += String(chunk);
       return true;
     });
   });
@@ -225,8 +231,7 @@ describe('inf-llava chat --preprocess', () => {
     stderr = '';
     expect(await main(['chat', '--preprocess'])).toBe(2);
     expect(stderr).toMatch(/--preprocess needs a value/);
-    stderr = '';
-    expect(await main(['chat', '--help'])).toBe(2);
-    expect(stderr).toMatch(/--preprocess native\|upsampled/);
+    expect(await main(['chat', '--help'])).toBe(0); // help goes to stdout, exit 0
+    expect(stdout).toMatch(/--preprocess native\|upsampled/);
   });
 });
