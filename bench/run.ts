@@ -3,10 +3,11 @@
  * ceiling (copy bandwidth / matMul rate) and against PyTorch on the same machine.
  *
  *   npm run bench -- [--backend cpu,wasm,tensorflow,webgpu] [--only name,name] [--quick]
- *                    [--json FILE] [--no-torch] [--budget SECONDS]
+ *                    [--json FILE] [--no-torch] [--budget SECONDS] [--save]
  *
- * Prints a Markdown table; writes bench/results/<date>-<backend>.json per backend, the
- * --json file (all rows) and bench/results/<date>-chart.svg.
+ * Prints a Markdown table; writes the --json file (all rows) when asked. Only with --save does it
+ * write into the tree: bench/results/<date>-<backend>.json per backend and
+ * bench/results/<date>-chart.svg (a plain run leaves the working tree as it was).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ const value = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const quick = flag('quick');
+const save = flag('save');
 const reps = quick ? 2 : 5;
 const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
 const budget = Number(value('budget') ?? (quick ? 60 : 180)); // seconds per case, all repetitions
@@ -127,14 +129,20 @@ const machine = {
   quick,
   reps,
 };
-mkdirSync('bench/results', { recursive: true });
-for (const b of new Set(rows.map((r) => r.backend))) {
-  writeFileSync(`bench/results/${date}-${b}.json`, JSON.stringify({ machine, date, rows: rows.filter((r) => r.backend === b) }, null, 2));
+if (save) {
+  mkdirSync('bench/results', { recursive: true });
+  for (const b of new Set(rows.map((r) => r.backend))) {
+    writeFileSync(`bench/results/${date}-${b}.json`, JSON.stringify({ machine, date, rows: rows.filter((r) => r.backend === b) }, null, 2));
+  }
+  writeFileSync(`bench/results/${date}-chart.svg`, svgChart(rows.filter((r) => r.median_ms != null), `inf-llava microbenchmarks, ${date}, ${machine.cores}× ${machine.cpu}`));
 }
 const jsonPath = value('json');
 if (jsonPath) writeFileSync(jsonPath, JSON.stringify({ machine, date, rows }, null, 2));
-writeFileSync(`bench/results/${date}-chart.svg`, svgChart(rows.filter((r) => r.median_ms != null), `inf-llava microbenchmarks, ${date}, ${machine.cores}× ${machine.cpu}`));
 console.log(`Machine: ${machine.cores}× ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}, tfjs ${machine.tfjs}; ${reps} reps (median)\n`);
 console.log(markdownTable(rows));
 if (torch.missing) console.log(`\n${torch.missing}`);
-console.log(`\nJSON: bench/results/${date}-<backend>.json${jsonPath ? `, ${jsonPath}` : ''}; chart: bench/results/${date}-chart.svg`);
+const written = [...(save ? [`bench/results/${date}-<backend>.json`, `bench/results/${date}-chart.svg`] : []), ...(jsonPath ? [jsonPath] : [])];
+console.log(
+  `\n${written.length ? `Wrote ${written.join(', ')}.` : 'Nothing written.'}` +
+    (save ? '' : ` Add --save to write bench/results/${date}-<backend>.json and bench/results/${date}-chart.svg.`),
+);

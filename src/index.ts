@@ -13,6 +13,7 @@ export type { DemAttentionWeights, FuseWeights, SpatialEmbedWeights } from './de
 export { dualPerspectiveEnhance, type EnhanceOptions } from './dem/dualPerspectiveEnhance.js';
 export { attention, attentionPlan, ATTENTION_LAYOUTS, type AttentionLayout, type AttentionOptions, type AttentionPlan } from './ops/attention.js';
 export { guardWasmHeap } from './backends/wasmGuard.js';
+export type { FlashAttentionPlan } from './kernels/webgpu/flashAttention.js';
 export { linearConcatFuse, type FuseOptions } from './dem/linearConcatFuse.js';
 export { spatialEmbed, type SpatialEmbedOptions } from './dem/spatialEmbed.js';
 export { spatialEmbedFromStateDict, spatialEmbedToStateDict, type FromStateDictOptions } from './dem/stateDict.js';

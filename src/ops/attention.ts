@@ -13,12 +13,18 @@
  * (rep = H / Hkv), so the rep query heads of one kv head are contiguous and a kv head's
  * queries are the rows of one matrix: [B, H, Tq, dk] = [B·Hkv, rep·Tq, dk]. Everything below
  * works on those G = B·Hkv groups.
+ *
+ * Two implementations (`opts.kernel`): this composition of tfjs ops (every backend, the reference,
+ * differentiable) and, on webgpu, one fused WGSL kernel (src/kernels/webgpu/flashAttention.ts:
+ * tiles in workgroup memory, online softmax, split-K for decode), used by default there while no
+ * gradient tape is recording — the kernel has no gradient, so under tf.grad the composition runs.
  */
 import {
   add,
   concat,
   dispose,
   div,
+  engine,
   exp,
   getBackend,
   matMul,
@@ -40,6 +46,7 @@ import {
   type Tensor3D,
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
+import { flashAttention, flashAttentionPlan, webgpuLimits, type FlashAttentionPlan } from '../kernels/webgpu/flashAttention.js';
 
 /**
  * How independent attention problems are grouped into calls:
@@ -105,6 +112,23 @@ export interface AttentionOptions {
   queryBlock?: number;
   /** Blocked: keys per block (default `min(Tk, 1024)`). */
   keyBlock?: number;
+  /**
+   * Which implementation runs:
+   * - `'auto'` (default): the fused WGSL kernel on webgpu when it takes the shapes (head widths
+   *   ≤ 256, a tile fits the device's workgroup memory), no gradient tape is recording and no
+   *   composition option (`layout`/`method` other than `'auto'`, `oneShotMaxElements`,
+   *   `blockElements`, `queryBlock`, `keyBlock`) is given; the composition otherwise;
+   * - `'fused'`: the fused kernel, or an error saying why it cannot run (not webgpu, under
+   *   tf.grad, unsupported shapes, composition options given);
+   * - `'composition'`: the tfjs-op composition (one-shot or blocked), differentiable, every backend.
+   */
+  kernel?: 'auto' | 'fused' | 'composition';
+  /**
+   * Fused kernel: key chunks per query block (split-K, merged by a second small kernel); 1 turns
+   * split-K off. Default: automatic (split only when there are ≤ 2 query blocks per kv head and
+   * too few workgroups to fill the GPU, e.g. a decode step). Ignored by the composition.
+   */
+  keySplits?: number;
 }
 
 const DEFAULT_ONE_SHOT_MAX = 1 << 23;
@@ -143,9 +167,14 @@ interface Checked {
   keyBlock?: number;
   /** Query and key block sizes (one-shot: Tq × Tk), set by run(). */
   plan: { bq: number; bk: number };
+  kernel: 'auto' | 'fused' | 'composition';
+  keySplits?: number;
+  /** A composition-only option was given (then 'auto' means the composition). */
+  compositionOptions: boolean;
 }
 
-const OPTION_KEYS = new Set(['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock']);
+const OPTION_KEYS = new Set(['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits']);
+const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTransposed: boolean): Checked {
   const kName = keysTransposed ? 'kT' : 'k';
@@ -179,8 +208,13 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
   if (!(['auto', ...ATTENTION_LAYOUTS] as string[]).includes(layout)) throw new Error(`${FN}: opts.layout must be one of auto, ${ATTENTION_LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
   const method = opts.method ?? 'auto';
   if (!['auto', 'one-shot', 'blocked'].includes(method)) throw new Error(`${FN}: opts.method must be 'auto', 'one-shot' or 'blocked', got ${JSON.stringify(method)}`);
+  const kernel = opts.kernel ?? 'auto';
+  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  const compositionOptions = layout !== 'auto' || method !== 'auto' || ['oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock'].some((key) => (opts as Record<string, unknown>)[key] !== undefined);
+  if (kernel === 'fused' && compositionOptions) throw new Error(`${FN}: opts.kernel 'fused' takes no composition option (layout, method other than 'auto', oneShotMaxElements, blockElements, queryBlock, keyBlock)`);
   return {
-    B, H, Hkv, Tq, Tk, dk, dv, causal, scale, layout, method,
+    B, H, Hkv, Tq, Tk, dk, dv, causal, scale, layout, method, kernel, compositionOptions,
+    keySplits: positiveInt(opts.keySplits, 'keySplits'),
     oneShotMax: positiveInt(opts.oneShotMaxElements, 'oneShotMaxElements') ?? DEFAULT_ONE_SHOT_MAX,
     blockElements: positiveInt(opts.blockElements, 'blockElements') ?? DEFAULT_BLOCK_ELEMENTS,
     queryBlock: positiveInt(opts.queryBlock, 'queryBlock'),
@@ -196,12 +230,15 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
  *
  * Memory-bounded: above {@link AttentionOptions.oneShotMaxElements} score elements per call, it
  * runs in query × key blocks with an online softmax (no `[Tq, Tk]` intermediate); below, one-shot.
- * Differentiable (a composition of tfjs ops: `tf.grad` needs the gradients that
- * `@tensorflow/tfjs` registers). Inputs are validated up front; nothing is left behind.
+ * On webgpu it runs one fused kernel instead ({@link AttentionOptions.kernel}: no score tensor at
+ * all), except while a gradient tape records: differentiable through the composition of tfjs ops
+ * (`tf.grad` needs the gradients that `@tensorflow/tfjs` registers). Inputs are validated up
+ * front; nothing is left behind.
  */
 export function attention(q: Tensor4D, k: Tensor4D, v: Tensor4D, opts: AttentionOptions = {}): Tensor4D {
   const c = check(q, k, v, opts, false);
-  return run(q, k, v, c, false);
+  const fused = fusedChoice(c);
+  return fused ? flashAttention(q, k, v, { ...c, keysTransposed: false }, fused) : run(q, k, v, c, false);
 }
 
 /**
@@ -210,11 +247,33 @@ export function attention(q: Tensor4D, k: Tensor4D, v: Tensor4D, opts: Attention
  */
 export function attentionTransposedKeys(q: Tensor4D, kT: Tensor4D, v: Tensor4D, opts: AttentionOptions = {}): Tensor4D {
   const c = check(q, kT, v, opts, true);
-  return run(q, kT, v, c, true);
+  const fused = fusedChoice(c);
+  return fused ? flashAttention(q, kT, v, { ...c, keysTransposed: true }, fused) : run(q, kT, v, c, true);
+}
+
+/** The fused kernel's plan for this call, or why it cannot run it. */
+function fusedPlan(c: Checked): FlashAttentionPlan | string {
+  const backend = getBackend();
+  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
+  if (engine().isTapeOn()) return 'a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel \'auto\')';
+  return flashAttentionPlan(c, webgpuLimits(), c.keySplits);
+}
+
+/** The fused plan when this call runs the fused kernel, null for the composition; throws for an impossible `kernel: 'fused'`. */
+function fusedChoice(c: Checked): FlashAttentionPlan | null {
+  if (c.kernel === 'composition' || (c.kernel === 'auto' && c.compositionOptions)) return null;
+  const p = fusedPlan(c);
+  if (typeof p !== 'string') return p;
+  if (c.kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${p}`);
+  return null;
 }
 
 /** What {@link attention} will do for these shapes on the active backend. */
 export interface AttentionPlan {
+  /** The implementation that runs: the fused webgpu kernel or the composition (the fields below describe the composition). */
+  kernel: 'fused' | 'composition';
+  /** The fused kernel's tiles, grid and split-K, when `kernel` is `'fused'`. */
+  fused?: FlashAttentionPlan;
   layout: Exclude<AttentionLayout, 'auto'>;
   /** Heads computed together in one call. */
   callHeads: number;
@@ -237,13 +296,15 @@ function plan(c: Checked): AttentionPlan {
   const keyBlock = oneShot ? Tk : Math.min(Tk, c.keyBlock ?? DEFAULT_KEY_BLOCK);
   const rowsFit = Math.min(Math.floor(c.blockElements / (callHeads * keyBlock)), Math.floor(HEAD_BLOCK_MAX / keyBlock));
   const queryBlock = oneShot ? Tq : Math.min(Tq, c.queryBlock ?? Math.max(1, rowsFit));
-  return { layout, callHeads, oneShot, queryBlock, keyBlock };
+  return { kernel: 'composition', layout, callHeads, oneShot, queryBlock, keyBlock };
 }
 
 /** The plan {@link attention} follows for q `[B, H, Tq, dk]`, k `[B, Hkv, Tk, dk]`, v `[B, Hkv, Tk, dv]` (for tests and benchmarks). */
 export function attentionPlan(qShape: readonly number[], kShape: readonly number[], vShape: readonly number[], opts: AttentionOptions = {}): AttentionPlan {
   const fake = (shape: readonly number[]) => ({ shape: [...shape], rank: shape.length, dtype: 'float32', size: shape.reduce((x, y) => x * y, 1), isDisposed: false }) as unknown as Tensor;
-  return plan(check(fake(qShape), fake(kShape), fake(vShape), opts, false));
+  const c = check(fake(qShape), fake(kShape), fake(vShape), opts, false);
+  const fused = fusedChoice(c);
+  return fused ? { ...plan(c), kernel: 'fused', fused } : plan(c);
 }
 
 function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: boolean): Tensor4D {
