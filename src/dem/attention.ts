@@ -1,10 +1,23 @@
-import { add, mul, reshape, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+import { add, engine, getBackend, mul, reshape, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../grid.js';
 import { imageToTiles, tilesToImage } from '../dcm/layouts.js';
 import { layerNorm } from '../ops/layerNorm.js';
 import { linear } from '../ops/linear.js';
 import { attentionTransposedKeys, type AttentionLayout } from '../ops/attention.js';
 import type { DemAttentionWeights } from './weights.js';
+import { windowedAttentionPlan, windowedFlashAttention } from '../kernels/webgpu/windowedFlashAttention.js';
+
+/**
+ * Whether the DEM runs its webgpu kernels (src/kernels/webgpu/windowedFlashAttention.ts,
+ * bilinearDown.ts) where they apply: on webgpu, while no gradient tape records. `false` forces
+ * the composition of tfjs ops everywhere (the reference; tests compare the two).
+ */
+export const demKernels = { enabled: true };
+
+/** True when the DEM's webgpu kernels run now: enabled, the webgpu backend, no gradient tape. */
+export function demKernelsActive(): boolean {
+  return demKernels.enabled && getBackend() === 'webgpu' && !engine().isTapeOn();
+}
 
 /** The layouts are the attention op's (src/ops/attention.ts); re-exported for the DEM's options. */
 export { ATTENTION_LAYOUTS, resolveLayout, type AttentionLayout } from '../ops/attention.js';
@@ -19,6 +32,13 @@ export { ATTENTION_LAYOUTS, resolveLayout, type AttentionLayout } from '../ops/a
  * per token, so it commutes with windowing); windowing and the head split are one transpose
  * each; keys are laid out transposed (`[.., dk, t]`) because a batched matMul with
  * `transposeB` runs at half speed on tfjs-node.
+ *
+ * On webgpu (no gradient tape recording, {@link demKernels} enabled) the windowing and the head
+ * split are folded into one kernel's indexing (src/kernels/webgpu/windowedFlashAttention.ts):
+ * 3 projections → one windowed attention kernel reading q/k/v windows from the projected maps
+ * and writing map order → output projection → residual + LayerNorm, with no imageToTiles /
+ * tilesToImage / head-split transposes. The composition below is the reference and the
+ * fallback (other backends, under `tf.grad`, shapes the kernel refuses).
  */
 export function windowedAttention(
   qMap: Tensor4D, // [B, H, W, d]
@@ -36,6 +56,16 @@ export function windowedAttention(
   const dk = d / heads;
   const N = B * rows * cols; // windows
   const t = h * wd; // tokens per window
+
+  // webgpu: 3 projections → one windowed attention kernel reading windows and heads by index
+  // from the projected maps and writing map order → output projection → residual + LayerNorm.
+  if (demKernelsActive()) {
+    const tiles = windowedAttentionPlan({ B, H, W, heads, dk, rows, cols });
+    if (typeof tiles !== 'string') {
+      const attendedMap = windowedFlashAttention(linear(qMap, w.query), linear(kvMap, w.key), linear(kvMap, w.value), { heads, rows, cols, windows, scale: 1 / Math.sqrt(dk) }, tiles);
+      return layerNorm(add(linear(attendedMap, w.output), qMap), w.norm) as Tensor4D;
+    }
+  }
 
   // [B, H, W, d] → [N, heads, t, dk] (or [N, heads, dk, t] for keys); channel = head*dk + k.
   const toHeads = (map: Tensor4D, keys: boolean): Tensor4D => {
