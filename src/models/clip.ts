@@ -41,7 +41,6 @@ import {
 import { rearrange } from '../dcm/rearrange.js';
 import { attentionTransposedKeys } from '../ops/attention.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
-import { gelu } from '../ops/gelu.js';
 import { layerNorm, type LayerNorm } from '../ops/layerNorm.js';
 import { linear, type Linear } from '../ops/linear.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
@@ -389,11 +388,6 @@ export interface ClipVision {
 
 const DEFAULT_BATCH = 4;
 
-/** `x·sigmoid(1.702·x)`: OpenAI CLIP's fast GELU approximation (transformers' `quick_gelu`). */
-function quickGelu<T extends Tensor>(x: T): T {
-  return mul(x, sigmoid(mul(x, 1.702))) as T;
-}
-
 /**
  * [B, S, S, C] pixels → hidden_states[0], [B, N+1, d].
  *
@@ -428,13 +422,14 @@ function attentionBlock(x: Tensor3D, l: EncoderLayer, c: ClipVisionConfig): Tens
   const v = transpose(reshape(linear(h, l.value), [B, T, heads, dk]), [0, 2, 1, 3]); // [B, heads, T, dk]
   const attended = attentionTransposedKeys(q as Tensor4D, kT as Tensor4D, v as Tensor4D, { scale: 1 }); // [B, heads, T, dk]: one-shot per image, or blocked (src/ops/attention.ts)
   const merged = reshape(transpose(attended, [0, 2, 1, 3]), [B, T, d]); // [B, T, d]
-  return add(x, linear(merged, l.output));
+  return linear(merged, l.output, { residual: x }) as Tensor3D; // x + out_proj(·), fused on webgpu
 }
 
 /** x + fc2(act(fc1(layer_norm2(x)))): [B, T, d] → [B, T, d]. */
 function mlpBlock(x: Tensor3D, l: EncoderLayer, c: ClipVisionConfig): Tensor3D {
-  const act = c.hiddenAct === 'gelu' ? gelu : quickGelu;
-  return add(x, linear(act(linear(layerNorm(x, l.norm2), l.fc1)), l.fc2)); // [B, T, I] inside
+  // Activation and residual as linear's epilogues: one kernel each on webgpu, the same ops elsewhere.
+  const activation = c.hiddenAct === 'gelu' ? 'gelu' : 'quick-gelu';
+  return linear(linear(layerNorm(x, l.norm2), l.fc1, { activation }), l.fc2, { residual: x }) as Tensor3D; // [B, T, I] inside
 }
 
 class ClipVisionModel implements ClipVision {

@@ -3,7 +3,6 @@
  * `mlp{N}x_gelu` (`Linear, GELU, Linear, …`: names `0`, `2`, `4`, …), as LLaVA's builder makes it.
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { gelu } from '../ops/gelu.js';
 import { linear, type Linear } from '../ops/linear.js';
 
 export interface Projector {
@@ -32,5 +31,6 @@ export function projectorFromTensors(tensors: Record<string, Tensor>, type: stri
 
 /** `[..., mm_hidden]` → `[..., hidden]`: Linear, then (GELU, Linear)…. */
 export function project<T extends Tensor>(x: T, p: Projector): T {
-  return p.layers.reduce((h, layer, i) => linear(i === 0 ? h : gelu(h), layer), x);
+  // GELU after every layer but the last, as linear's epilogue (one kernel on webgpu).
+  return p.layers.reduce((h, layer, i) => linear(h, layer, i < p.layers.length - 1 ? { activation: 'gelu' } : {}), x);
 }
