@@ -165,8 +165,6 @@ interface Checked {
   blockElements: number;
   queryBlock?: number;
   keyBlock?: number;
-  /** Query and key block sizes (one-shot: Tq × Tk), set by run(). */
-  plan: { bq: number; bk: number };
   kernel: 'auto' | 'fused' | 'composition';
   keySplits?: number;
   /** A composition-only option was given (then 'auto' means the composition). */
@@ -219,7 +217,6 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
     blockElements: positiveInt(opts.blockElements, 'blockElements') ?? DEFAULT_BLOCK_ELEMENTS,
     queryBlock: positiveInt(opts.queryBlock, 'queryBlock'),
     keyBlock: positiveInt(opts.keyBlock, 'keyBlock'),
-    plan: { bq: Tq, bk: Tk },
   };
 }
 
@@ -304,7 +301,8 @@ export function attentionPlan(qShape: readonly number[], kShape: readonly number
   const fake = (shape: readonly number[]) => ({ shape: [...shape], rank: shape.length, dtype: 'float32', size: shape.reduce((x, y) => x * y, 1), isDisposed: false }) as unknown as Tensor;
   const c = check(fake(qShape), fake(kShape), fake(vShape), opts, false);
   const fused = fusedChoice(c);
-  return fused ? { ...plan(c), kernel: 'fused', fused } : plan(c);
+  const p = plan(c);
+  return fused ? { ...p, kernel: 'fused', fused } : p;
 }
 
 function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: boolean): Tensor4D {
@@ -312,7 +310,6 @@ function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: 
   const rep = H / Hkv;
   const p = plan(c);
   const layout = p.layout;
-  c.plan = { bq: p.queryBlock, bk: p.keyBlock };
   return tidy(() => {
     let K = k;
     let kT = keysTransposed;
@@ -327,9 +324,9 @@ function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: 
     if (layout === 'batched' || (layout === 'per-window' && B === 1) || B * Hkv === 1) calls.push([0, B, 0, Hkv]);
     else if (layout === 'per-window') for (let b = 0; b < B; b++) calls.push([b, 1, 0, Hkv]);
     else for (let b = 0; b < B; b++) for (let h = 0; h < Hkv; h++) calls.push([b, 1, h, 1]);
-    if (calls.length === 1) return groups(q, K, kT, v, c);
+    if (calls.length === 1) return groups(q, K, kT, v, c, p);
     const outs = calls.map(([b0, nb, h0, nh]) =>
-      tidy(() => groups(slice(q, [b0, h0 * rep, 0, 0], [nb, nh * rep, -1, -1]), slice(K, [b0, h0, 0, 0], [nb, nh, -1, -1]), kT, slice(v, [b0, h0, 0, 0], [nb, nh, -1, -1]), c)),
+      tidy(() => groups(slice(q, [b0, h0 * rep, 0, 0], [nb, nh * rep, -1, -1]), slice(K, [b0, h0, 0, 0], [nb, nh, -1, -1]), kT, slice(v, [b0, h0, 0, 0], [nb, nh, -1, -1]), c, p)),
     );
     const joined = concat(outs, layout === 'per-window' ? 0 : 1); // per-head: [1, B·H, Tq, dv]
     dispose(outs);
@@ -379,12 +376,12 @@ function keyRange(K: Tensor4D, kT: boolean, k0: number, nk: number, Tk: number):
  * `[b, h·rep, Tq, dv]`. One-shot is the single block `Tq × Tk`; otherwise queries in blocks,
  * each over the key blocks it can see (causal blocks above the diagonal are skipped).
  */
-function groups(q: Tensor4D, K: Tensor4D, kT: boolean, v: Tensor4D, c: Checked): Tensor4D {
+function groups(q: Tensor4D, K: Tensor4D, kT: boolean, v: Tensor4D, c: Checked, p: AttentionPlan): Tensor4D {
   const [b, hq, Tq, dk] = q.shape;
   const h = K.shape[1];
   const rep = hq / h;
   const { Tk, dv } = c;
-  const { bq, bk } = c.plan;
+  const { queryBlock: bq, keyBlock: bk } = p;
   const outs: Tensor4D[] = [];
   for (let q0 = 0; q0 < Tq; q0 += bq) {
     const nq = Math.min(bq, Tq - q0);

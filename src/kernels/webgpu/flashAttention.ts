@@ -82,6 +82,11 @@ export interface FlashAttentionTiles {
   sharedBytes: number;
 }
 
+/** The tiles of a launch from its flat attributes (the shared-memory size is the program's to compute). */
+export function tilesOf(a: Omit<FlashAttentionTiles, 'sharedBytes'>): FlashAttentionTiles {
+  return { bq: a.bq, bk: a.bk, rg: a.rg, tm: a.tm, c: a.c, tn: a.tn, tv4: a.tv4, sharedBytes: 0 };
+}
+
 /** What the fused path does for one call. */
 export interface FlashAttentionPlan extends FlashAttentionTiles {
   /** Stacked query rows per kv head: (H/Hkv)·Tq. */
@@ -395,7 +400,8 @@ class FlashAttentionProgram implements WebGPUProgramLike {
   }
 }
 
-interface KernelAttrs {
+/** The launch's attributes: sizes, flags and the tiles (flat, as tfjs attrs are). */
+interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'> {
   B: number;
   H: number;
   Hkv: number;
@@ -406,13 +412,6 @@ interface KernelAttrs {
   causal: boolean;
   keysTransposed: boolean;
   scale: number;
-  bq: number;
-  bk: number;
-  rg: number;
-  tm: number;
-  c: number;
-  tn: number;
-  tv4: number;
   splits: number;
   chunkKeys: number;
   queryBlocks: number;
@@ -429,7 +428,7 @@ function ensureRegistered(): void {
       const G = a.B * a.Hkv;
       const rows = (a.H / a.Hkv) * a.Tq;
       const split = a.splits > 1;
-      const tiles: FlashAttentionTiles = { bq: a.bq, bk: a.bk, rg: a.rg, tm: a.tm, c: a.c, tn: a.tn, tv4: a.tv4, sharedBytes: 0 };
+      const tiles = tilesOf(a);
       const program = new FlashAttentionProgram(
         { dk: a.dk, dv: a.dv, tiles, causal: a.causal, keysTransposed: a.keysTransposed, split },
         split ? [G, a.splits, rows, a.dv + 2] : [a.B, a.H, a.Tq, a.dv],

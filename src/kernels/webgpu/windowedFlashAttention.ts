@@ -25,7 +25,7 @@
  */
 import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor4D, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../../grid.js';
-import { flashAttentionPlan, flashAttentionWGSL, webgpuLimits, type FlashAttentionTiles, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './flashAttention.js';
+import { flashAttentionPlan, flashAttentionWGSL, tilesOf, webgpuLimits, type FlashAttentionTiles, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './flashAttention.js';
 
 export const WINDOWED_ATTENTION_KERNEL = 'InfLlavaWindowedAttention';
 
@@ -127,20 +127,13 @@ class WindowedAttentionProgram implements WebGPUProgramLike {
   }
 }
 
-interface KernelAttrs {
+interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'> {
   heads: number;
   dk: number;
   rows: number;
   cols: number;
   global: boolean;
   scale: number;
-  bq: number;
-  bk: number;
-  rg: number;
-  tm: number;
-  c: number;
-  tn: number;
-  tv4: number;
 }
 
 function ensureRegistered(): void {
@@ -155,7 +148,7 @@ function ensureRegistered(): void {
       const wh = H / a.rows;
       const ww = W / a.cols;
       const t = wh * ww;
-      const tiles: FlashAttentionTiles = { bq: a.bq, bk: a.bk, rg: a.rg, tm: a.tm, c: a.c, tn: a.tn, tv4: a.tv4, sharedBytes: 0 };
+      const tiles = tilesOf(a);
       const windows: Perspective = a.global ? 'global' : 'local';
       const program = new WindowedAttentionProgram(a.dk, tiles, windows, [B, H, W, C], [Math.ceil(t / a.bq), 1, B * a.rows * a.cols * a.heads]);
       const uniforms: ProgramUniform = [
