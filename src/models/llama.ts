@@ -57,7 +57,7 @@ import {
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
 import { attention } from '../ops/attention.js';
-import { linear } from '../ops/linear.js';
+import { linear, linearEpilogue, type LinearOptions } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
 
@@ -356,6 +356,9 @@ class LlamaKVCache implements KVCache {
 // Weights
 
 /** A projection: its weight resident (float32), or decoded from the lazy store by name when used. */
+/** What {@link LlamaModel.project} applies after `x · Wᵀ + b`: linear's epilogue. */
+type ProjEpilogue = Pick<LinearOptions, 'activation' | 'multiply' | 'residual'>;
+
 interface Proj {
   name: string;
   rows: number; // out
@@ -680,10 +683,6 @@ function rmsNorm<T extends Tensor>(x: T, w: Tensor1D, eps: number): T {
   return mul(mul(x, rsqrt(add(mean(square(x), -1, true), eps))), w) as T;
 }
 
-function silu<T extends Tensor>(x: T): T {
-  return mul(x, sigmoid(x)) as T;
-}
-
 class LlamaModel implements Llama {
   private w: LlamaWeights | null;
   private readonly invFreq: Float32Array;
@@ -706,11 +705,12 @@ class LlamaModel implements Llama {
   }
 
   /**
-   * `x · Wᵀ + b` over the last axis. W resident, or decoded from the store in blocks of rows
-   * (`blockElements` at most), each block disposed right after its matMul: `[..., in] → [..., out]`.
+   * `epilogue(x · Wᵀ + b)` over the last axis (linear's activation, multiply, residual). W
+   * resident, or decoded from the store in blocks of rows (`blockElements` at most), each block
+   * disposed right after its matMul with the epilogue applied to its columns: `[..., in] → [..., out]`.
    */
-  private project<T extends Tensor>(x: T, p: Proj): T {
-    if (p.weight) return tidy(() => linear(x, { weight: p.weight!, bias: p.bias }));
+  private project<T extends Tensor>(x: T, p: Proj, epilogue: ProjEpilogue = {}): T {
+    if (p.weight) return tidy(() => linear(x, { weight: p.weight!, bias: p.bias }, epilogue));
     const store = this.w!.store!;
     const m = x.size / p.cols;
     if (m <= this.gemvMaxRows && CPU_BACKENDS.has(getBackend())) {
@@ -718,20 +718,28 @@ class LlamaModel implements Llama {
       if (y) {
         return tidy(() => {
           const out = tensor(y, [...x.shape.slice(0, -1), p.rows], 'float32');
-          return p.bias ? add(out, p.bias) : out;
+          return linearEpilogue(p.bias ? add(out, p.bias) : out, epilogue);
         }) as T;
       }
     }
     const block = Math.max(1, Math.floor(this.blockElements / p.cols));
-    if (block >= p.rows) return tidy(() => linear(x, { weight: store.materialize(p.name) as Tensor2D, bias: p.bias }));
+    if (block >= p.rows) return tidy(() => linear(x, { weight: store.materialize(p.name) as Tensor2D, bias: p.bias }, epilogue));
     return tidy(() => {
       const parts: Tensor[] = [];
+      const cols = (t: Tensor | undefined, start: number, n: number) => t && slice(t, [...t.shape.map(() => 0).slice(0, -1), start], [...t.shape.slice(0, -1), n]);
       for (let start = 0; start < p.rows; start += block) {
         const n = Math.min(block, p.rows - start);
-        parts.push(tidy(() => linear(x, { weight: store.rows(p.name, start, n) }))); // [..., n]
+        parts.push(
+          tidy(() =>
+            linear(x, { weight: store.rows(p.name, start, n), bias: cols(p.bias, start, n) as Tensor1D | undefined }, {
+              activation: epilogue.activation,
+              multiply: cols(epilogue.multiply, start, n),
+              residual: cols(epilogue.residual, start, n),
+            }),
+          ),
+        ); // [..., n]
       }
-      const y = concat(parts, -1); // [..., out]
-      return (p.bias ? add(y, p.bias) : y) as T;
+      return concat(parts, -1) as T; // [..., out]
     });
   }
 
@@ -873,21 +881,17 @@ class LlamaModel implements Llama {
       // prompt runs in query × key blocks with an online softmax, never a [H, T, S] score tensor.
       const attn = attention(q, kAll, vAll, { causal: true, scale: 1 / Math.sqrt(hd) }); // [B, H, T, hd]
       const merged = reshape(transpose(attn, [0, 2, 1, 3]), [B, T, H * hd]); // [B, T, H·hd]
-      return [add(x, this.project(merged, l.o)), kAll, vAll]; // x1 [B, T, d]
+      return [this.project(merged, l.o, { residual: x }), kAll, vAll]; // x1 = x + o(merged): [B, T, d]
     });
 
     const out = tidy(() => {
       const h2 = rmsNorm(x1!, l.postNorm, c.rmsNormEps);
+      // SwiGLU as linear epilogues: silu(h2·W_gᵀ) ⊙ (h2·W_uᵀ) in the gate projection, the residual in down's.
       const act = tidy(() => {
-        const gate = this.project(h2, l.gate); // [B, T, I]
-        const up = this.project(h2, l.up);
-        const g = silu(gate);
-        gate.dispose();
-        const a = mul(g, up);
-        dispose([g, up]);
-        return a;
+        const up = this.project(h2, l.up); // [B, T, I]
+        return this.project(h2, l.gate, { activation: 'silu', multiply: up }); // [B, T, I]
       });
-      return add(x1!, this.project(act, l.down)); // [B, T, d]
+      return this.project(act, l.down, { residual: x1! }); // [B, T, d]
     });
     return [out, k!, v!];
   }

@@ -107,6 +107,18 @@ export function linear<T extends Tensor>(x: T, layer: Linear, opts: LinearOption
   return composition(x, layer, activation, opts.multiply, opts.residual, inDim, outShape);
 }
 
+/**
+ * The epilogue of {@link linear} on an already computed `x · Wᵀ + b` (`y`: `[..., out]`), as
+ * tfjs ops in the composition's order: for callers that computed the product another way
+ * (a CPU GEMV over packed weights, row blocks of a lazy weight).
+ */
+export function linearEpilogue<T extends Tensor>(y: T, opts: Pick<LinearOptions, 'activation' | 'multiply' | 'residual'> = {}): T {
+  let out: Tensor = activate(y, opts.activation ?? 'none');
+  if (opts.multiply) out = mul(out, opts.multiply);
+  if (opts.residual) out = add(out, opts.residual);
+  return out as T;
+}
+
 /** The reference: tfjs ops; intermediates are left to the caller's tidy, as they always were. */
 function composition<T extends Tensor>(x: T, layer: Linear, activation: LinearActivation, multiply: Tensor | undefined, residual: Tensor | undefined, inDim: number, outShape: number[]): T {
   const flat = reshape(x, [-1, inDim]) as Tensor2D; // [rows, in]
