@@ -11,9 +11,15 @@ export type { Linear } from './ops/linear.js';
 export type { LayerNorm } from './ops/layerNorm.js';
 export type { DemAttentionWeights, FuseWeights, SpatialEmbedWeights } from './dem/weights.js';
 export { dualPerspectiveEnhance, type EnhanceOptions } from './dem/dualPerspectiveEnhance.js';
+export { demAttentionMap, dualPerspectiveAttentionMaps, type AttentionMapOptions, type DualAttentionMapOptions } from './dem/attentionMap.js';
 export { attention, attentionPlan, ATTENTION_LAYOUTS, type AttentionLayout, type AttentionOptions, type AttentionPlan } from './ops/attention.js';
 export { guardWasmHeap } from './backends/wasmGuard.js';
+export { registerWebGPUBackend, webgpuHasSubgroups, type WebGPUBackendClass } from './backends/webgpuDevice.js';
 export type { FlashAttentionPlan } from './kernels/webgpu/flashAttention.js';
+export { packedLinear, packedLinearPlan, dequantizePacked, type PackedLinear, type PackedLinearOptions } from './ops/packedLinear.js';
+export type { PackedWeightFormat, PackedReduction, PackedMatMulPlan, PackedGemvPlan, PackedGemmPlan } from './kernels/webgpu/packedMatMul.js';
+export type { LinearActivation, MatMulPlan, MatMulTiles } from './kernels/webgpu/matMulFused.js';
+export { kvCacheWrite, type KvCacheWriteOptions, type KvUpdateLayout } from './ops/kvCache.js';
 export { linearConcatFuse, type FuseOptions } from './dem/linearConcatFuse.js';
 export { spatialEmbed, type SpatialEmbedOptions } from './dem/spatialEmbed.js';
 export { spatialEmbedFromStateDict, spatialEmbedToStateDict, type FromStateDictOptions } from './dem/stateDict.js';
@@ -30,6 +36,16 @@ export {
   type SafetensorsDtype,
 } from './io/safetensors.js';
 export { loadSafetensors, type LoadSafetensorsOptions } from './io/loadSafetensors.js';
+export {
+  openByteSource,
+  openModelDirectory,
+  type ByteSource,
+  type CheckpointSource,
+  type ModelDirectory,
+  type ModelFiles,
+  type SafetensorsSource,
+  type UrlSourceOptions,
+} from './io/source.js';
 export {
   loadTokenizer,
   tokenizerFromJson,
@@ -98,3 +114,18 @@ export {
   type LoadSafetensorsRawOptions,
   type CheckpointEntry,
 } from './models/llamaWeights.js';
+// Packed and quantised weights (docs/quantization.md).
+export {
+  packBf16,
+  quantizeQ8,
+  quantizeQ4,
+  dequantizeRows,
+  quantGroupSize,
+  type PackedWeight,
+  type PackedFormat,
+  type QuantFormat,
+  type PackOptions,
+} from './quant/index.js';
+export type { LlamaWeightBytes } from './models/llama.js';
+export type { LoadInfLlavaOptions } from './pipeline/infLlava.js';
+export type { LazyEntryInfo, LazyWeightsBytes } from './models/llamaWeights.js';

@@ -7,17 +7,20 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const API = [
-  'ATTENTION_LAYOUTS', 'CLIP_MEAN', 'CLIP_STD', 'CLIP_VIT_L_14_336', 'IMAGE_TOKEN', 'IMAGE_TOKEN_INDEX', 'LLAMA3_STOP_TOKENS',
-  'LLAMA3_SYSTEM_MESSAGE', 'LLAVA_PAD_RGB', 'LazyWeights', 'SAFETENSORS_MAX_HEADER_BYTES',
-  'applyChatTemplate', 'argmax', 'attention', 'attentionPlan', 'avgPool', 'clipVisionConfigFromJson', 'clipVisionFromTensors',
-  'decodeImage', 'decodeTensor', 'detectClipVisionPrefix', 'dualPerspectiveEnhance', 'globalStrideCrop', 'guardWasmHeap',
-  'initClipVisionTensors', 'initSpatialEmbed', 'isLazyWeights', 'linearConcatFuse', 'listSafetensorsEntries',
-  'llamaConfigFromJson', 'llamaFromTensors', 'llamaRopeInvFreq', 'llamaTensorNames', 'loadClipVision',
-  'loadInfLlava', 'loadInfLlavaVision', 'loadLlama', 'loadSafetensors', 'loadSafetensorsRaw',
-  'loadTokenizer', 'localCrop', 'officialPromptText', 'parseSafetensorsHeader', 'preprocessImage', 'project',
-  'projectorFromTensors', 'promptIds', 'readSafetensors', 'recombine2D', 'resizeBicubic', 'sampleNext',
-  'saveSafetensors', 'seededRng', 'setBf16Simd', 'spatialEmbed', 'spatialEmbedFromStateDict',
-  'spatialEmbedToStateDict', 'stopIds', 'tokenizerFromJson', 'tokenizerImageToken',
+  'ATTENTION_LAYOUTS', 'CLIP_MEAN', 'CLIP_STD', 'CLIP_VIT_L_14_336', 'IMAGE_TOKEN', 'IMAGE_TOKEN_INDEX',
+  'LLAMA3_STOP_TOKENS', 'LLAMA3_SYSTEM_MESSAGE', 'LLAVA_PAD_RGB', 'LazyWeights', 'SAFETENSORS_MAX_HEADER_BYTES',
+  'applyChatTemplate', 'argmax', 'attention', 'attentionPlan', 'avgPool', 'clipVisionConfigFromJson',
+  'clipVisionFromTensors', 'decodeImage', 'decodeTensor', 'demAttentionMap', 'dequantizePacked', 'dequantizeRows',
+  'detectClipVisionPrefix', 'dualPerspectiveAttentionMaps', 'dualPerspectiveEnhance', 'globalStrideCrop',
+  'guardWasmHeap', 'initClipVisionTensors', 'initSpatialEmbed', 'isLazyWeights', 'kvCacheWrite', 'linearConcatFuse',
+  'listSafetensorsEntries', 'llamaConfigFromJson', 'llamaFromTensors', 'llamaRopeInvFreq', 'llamaTensorNames',
+  'loadClipVision', 'loadInfLlava', 'loadInfLlavaVision', 'loadLlama', 'loadSafetensors', 'loadSafetensorsRaw',
+  'loadTokenizer', 'localCrop', 'officialPromptText', 'openByteSource', 'openModelDirectory', 'packBf16',
+  'packedLinear', 'packedLinearPlan', 'parseSafetensorsHeader', 'preprocessImage', 'project', 'projectorFromTensors',
+  'promptIds', 'quantGroupSize', 'quantizeQ4', 'quantizeQ8', 'readSafetensors', 'recombine2D', 'registerWebGPUBackend',
+  'resizeBicubic', 'sampleNext', 'saveSafetensors', 'seededRng', 'setBf16Simd', 'spatialEmbed',
+  'spatialEmbedFromStateDict', 'spatialEmbedToStateDict', 'stopIds', 'tokenizerFromJson', 'tokenizerImageToken',
+  'webgpuHasSubgroups',
 ];
 const script = (load: string) =>
   `${load}; const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');` +

@@ -10,7 +10,9 @@
  * Cases: tfjs's matMul at 1024³/2048³/4096³; the `attention` op at the DEM window, CLIP's 18 × 16
  * heads, a LLaMA-3-8B prefill and decode step (every `opts.kernel` the op accepts, found at run
  * time); the official DEM (`spatialEmbed`) and CLIP ViT-L/14-336 on 18 crops to layer −2 (random
- * weights). Each variant: median of N calls with the result read back, and N calls queued back to
+ * weights); the packed-weight linear layer (`packedLinear`, bf16 / q8 / q4) at LLaMA-3-8B shapes:
+ * decode GEMVs (GB/s of weight bytes read) and the prefill GEMM (random packed weights made on the
+ * device). Each variant: median of N calls with the result read back, and N calls queued back to
  * back with only the last read back (per call: "pipelined"); GFLOP/s from FLOPs counted from the
  * shapes. PyTorch (bench/gpu/torch_gpu.py, embedded in the bundle) times the same cases.
  *
@@ -30,11 +32,16 @@ import {
   CLIP_VIT_L_14_336,
   initClipVisionTensors,
   initSpatialEmbed,
+  packedLinear,
+  packedLinearPlan,
   spatialEmbed,
   spatialEmbedToStateDict,
   type AttentionLayout,
   type AttentionOptions,
   type ClipVisionConfig,
+  type PackedLinear,
+  type PackedLinearOptions,
+  type PackedWeightFormat,
 } from '../../src/index.js';
 import { useBackend, type BackendName } from '../../src/backends/node.js';
 
@@ -106,7 +113,7 @@ interface Prepared {
   variants: Variant[];
   dispose: () => void;
 }
-type Kind = 'matmul' | 'attention' | 'dem' | 'clip';
+type Kind = 'matmul' | 'attention' | 'dem' | 'clip' | 'packed';
 interface GpuCase {
   /** Join key with the PyTorch rows. */
   name: string;
@@ -115,6 +122,8 @@ interface GpuCase {
   params: Record<string, number | string | boolean>;
   shape: string;
   flops: number;
+  /** Bytes that bound the case (packed GEMV: the weight's words, scales and mins), for GB/s. */
+  bytes?: number;
   /** Time N calls queued back to back too (not for CLIP: one call is many passes already). */
   pipeline: boolean;
   warmup: number;
@@ -253,6 +262,92 @@ function clipCase(label: string, c: ClipVisionConfig, images: number, layer: num
   };
 }
 
+/** Packed linear variants: options on top of `kernel: 'fused'`; the GEMV's two reductions where the device has subgroups. */
+const PACKED_GEMV_VARIANTS: Array<[label: string, opts: PackedLinearOptions]> = [
+  ['fused, subgroup reduction', { reduction: 'subgroup' }],
+  ['fused, workgroup reduction', { reduction: 'workgroup' }],
+];
+
+/** Bytes per weight of each format at G = 64 (words, plus 4-byte scales and mins per 64 weights). */
+const packedBytes = (format: PackedWeightFormat, N: number, K: number) => N * K * (format === 'bf16' ? 2 : format === 'q8' ? 1 + 4 / 64 : 0.5 + 8 / 64);
+
+/**
+ * Pseudo-random values in [0, 1) of shape [R, C], made on the device: a sine hash of a row and a
+ * column value (host-side [R, 1] and [1, C], broadcast on the GPU). tf.randomUniform would fill
+ * the whole tensor on the host (over 1 GB for lm_head).
+ */
+function deviceNoise(R: number, C: number, seed: number): tf.Tensor2D {
+  const fract = (v: number) => v - Math.floor(v);
+  return tf.tidy(() => {
+    const r = tf.tensor2d(Float32Array.from({ length: R }, (_, i) => fract(Math.sin((i + 1) * 12.9898 + seed) * 43758.5453) * 1000), [R, 1]);
+    const c = tf.tensor2d(Float32Array.from({ length: C }, (_, j) => fract(Math.sin((j + 1) * 78.233 + seed) * 43758.5453)), [1, C]);
+    const h = tf.mul(tf.sin(tf.add(r, c)), 43758.5453);
+    return tf.sub(h, tf.floor(h)) as tf.Tensor2D;
+  });
+}
+
+/**
+ * A random packed weight [N, K] made on the device (no host copy): q8/q4 words are any int32;
+ * bf16 words are two bf16 of magnitude in [1/8, 1) with random signs (built in f32 and cast, so
+ * the low bits of the low half are rounded: still finite, normal values). Scales ~ 1/64, mins ~ −1/8.
+ */
+function randomPacked(format: PackedWeightFormat, N: number, K: number, seed: number): PackedLinear {
+  const [data, scales, mins] = tf.tidy(() => {
+    const KW = K / (format === 'bf16' ? 2 : format === 'q8' ? 4 : 8);
+    const h = deviceNoise(N, KW, seed);
+    let data: tf.Tensor2D;
+    if (format === 'bf16') {
+      const frac = (t: tf.Tensor) => tf.sub(t, tf.floor(t));
+      const half = (u: tf.Tensor, signU: tf.Tensor) => {
+        const mag = tf.add(tf.floor(tf.mul(u, 384)), 0x3e00); // bf16 exponents of [1/8, 1)
+        return tf.where(tf.less(signU, 0.5), tf.add(mag, 0x8000), mag);
+      };
+      const hi = half(h, frac(tf.mul(h, 13.7)));
+      const lo = half(frac(tf.add(tf.mul(h, 7.31), 0.5)), frac(tf.mul(h, 29.3)));
+      // word = hi·2¹⁶ + lo as int32: a high half ≥ 0x8000 makes it negative
+      const hiSigned = tf.where(tf.greaterEqual(hi, 0x8000), tf.sub(hi, 0x10000), hi);
+      data = tf.cast(tf.add(tf.mul(hiSigned, 65536), lo), 'int32') as tf.Tensor2D;
+    } else {
+      data = tf.cast(tf.sub(tf.mul(h, 4294967040), 2147483520), 'int32') as tf.Tensor2D;
+    }
+    const scales = format !== 'bf16' ? (tf.add(tf.mul(deviceNoise(N, K / 64, seed + 1), 1 / 64), 0.5 / 64) as tf.Tensor2D) : undefined;
+    const mins = format === 'q4' ? (tf.sub(tf.mul(deviceNoise(N, K / 64, seed + 2), 0.05), 0.15) as tf.Tensor2D) : undefined;
+    return [data, scales, mins].filter((t): t is tf.Tensor2D => !!t);
+  });
+  return { format, data: data!, ...(scales ? { scales } : {}), ...(mins ? { mins } : {}) };
+}
+
+function packedCase(label: string, format: PackedWeightFormat, m: number, k: number, n: number): GpuCase {
+  return {
+    name: `packed ${label} ${format} ${m}x${k}->${n}`,
+    kind: 'packed',
+    params: { format, m, k, n },
+    shape: `x [${m}, ${k}] · ${format} W [${n}, ${k}]ᵀ`,
+    flops: 2 * m * k * n,
+    bytes: packedBytes(format, n, k),
+    pipeline: true,
+    warmup: 2,
+    prepare: () => {
+      const layer = randomPacked(format, n, k, 11);
+      const x = randn([m, k], 12) as tf.Tensor2D;
+      const gemv = packedLinearPlan(x, layer)?.kind === 'gemv';
+      const variants: Variant[] = [];
+      for (const [l, o] of gemv ? PACKED_GEMV_VARIANTS : [['fused', {}] as [string, PackedLinearOptions]]) {
+        try {
+          packedLinearPlan(x, layer, { ...o, kernel: 'fused' }); // throws when it cannot run (subgroups absent)
+          variants.push({ label: l, run: () => packedLinear(x, layer, { ...o, kernel: 'fused' }) });
+        } catch (e) {
+          log(`  (${l}: not here: ${(e as Error).message})`);
+        }
+      }
+      if (quick) variants.push({ label: 'composition (dequantise + matMul)', run: () => packedLinear(x, layer, { kernel: 'composition' }) });
+      return { variants, dispose: () => tf.dispose([x, layer.data, ...(layer.scales ? [layer.scales] : []), ...(layer.mins ? [layer.mins] : [])]) };
+    },
+  };
+}
+
+const PACKED_FORMATS: PackedWeightFormat[] = ['bf16', 'q8', 'q4'];
+
 const TINY_CLIP: ClipVisionConfig = { ...CLIP_VIT_L_14_336, hiddenSize: 64, intermediateSize: 128, numHiddenLayers: 3, numAttentionHeads: 4, imageSize: 28, patchSize: 14 };
 
 const ALL_CASES: GpuCase[] = quick
@@ -265,6 +360,8 @@ const ALL_CASES: GpuCase[] = quick
       attentionCase('LLaMA-3-8B decode', 1, 4, 2, 1, 64, 8, true),
       demCase('tiny', 3, 4, 64, 4),
       clipCase('tiny', TINY_CLIP, 2, -2, [1, 2]),
+      ...PACKED_FORMATS.map((f) => packedCase('decode', f, 1, 256, 384)),
+      ...PACKED_FORMATS.map((f) => packedCase('prefill', f, 40, 256, 384)),
     ]
   : [
       matMulCase(1024, 1024, 1024),
@@ -276,6 +373,9 @@ const ALL_CASES: GpuCase[] = quick
       attentionCase('LLaMA-3-8B decode', 1, 32, 8, 1, 4096, 128, true),
       demCase('official', 3, 24, 1024, 8),
       clipCase('ViT-L/14-336', CLIP_VIT_L_14_336, 18, -2, CLIP_BATCH_SIZES),
+      // LLaMA-3-8B: decode GEMVs (gate/up, down, lm_head), the prefill GEMM of gate/up
+      ...PACKED_FORMATS.flatMap((f) => [packedCase('LLaMA-3-8B decode gate/up', f, 1, 4096, 14336), packedCase('LLaMA-3-8B decode down', f, 1, 14336, 4096), packedCase('LLaMA-3-8B decode lm_head', f, 1, 4096, 128256)]),
+      ...PACKED_FORMATS.map((f) => packedCase('LLaMA-3-8B prefill gate/up', f, 600, 4096, 14336)),
     ];
 const CASES = ALL_CASES.filter((c) => !only || only.some((o) => c.name.includes(o)));
 
@@ -362,6 +462,8 @@ interface Row {
   pipelined_ms: number | null;
   times_ms?: number[];
   gflops: number | null;
+  /** Bytes of the case's weights / time (packed cases), on the pipelined time when there is one. */
+  gbps: number | null;
   /** Against the case's first variant that ran: max |a − b| / max |first|, and finiteness. */
   check: string | null;
   torch_ms: number | null;
@@ -418,8 +520,8 @@ const fmt = (v: number | null | undefined, digits = 2) => (v == null ? '—' : v
 const fmtRate = (v: number | null | undefined) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
 
 function markdownTable(rows: Row[]): string {
-  const head = '| case | variant | GFLOP | ms, read back | ms, pipelined | GFLOP/s | torch ms | torch ms, pipelined | torch GFLOP/s | ours / torch | check |';
-  const sep = '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|';
+  const head = '| case | variant | GFLOP | ms, read back | ms, pipelined | GFLOP/s | GB/s | torch ms | torch ms, pipelined | torch GFLOP/s | ours / torch | check |';
+  const sep = '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|';
   const lines = rows.map((r) =>
     [
       r.name,
@@ -428,6 +530,7 @@ function markdownTable(rows: Row[]): string {
       fmt(r.median_ms),
       fmt(r.pipelined_ms),
       fmtRate(r.gflops),
+      fmtRate(r.gbps),
       fmt(r.torch_ms),
       fmt(r.torch_pipelined_ms),
       fmtRate(r.torch_gflops),
@@ -541,7 +644,7 @@ function save(): void {
       : []),
     `- tfjs-core ${machine.tfjs}, Node ${machine.node}, inf-llava ${machine.inf_llava ?? '(source)'}; attention kernels: ${KERNELS.map((k) => k ?? 'the op has no `kernel` option').join(', ')}`,
     `- ${torchLine}`,
-    `- Method: per variant, 2 warm-up calls (CLIP: 1), then the median of ${reps} call(s) with the result read back (\`await data()\`); "pipelined": ${reps} call(s) queued back to back, only the last read back, time per call. GFLOP/s from FLOPs counted from the shapes, on the pipelined time when there is one. PyTorch: the same, each call ended by \`torch.cuda.synchronize()\` ("torch ms"; with \`.cpu()\` in the JSON as readback_ms). ours / torch: pipelined against pipelined where both exist, else ours read back against torch synchronized. check: max |a − b| / max |a| against the case's first variant, and whether the output is finite.`,
+    `- Method: per variant, 2 warm-up calls (CLIP: 1), then the median of ${reps} call(s) with the result read back (\`await data()\`); "pipelined": ${reps} call(s) queued back to back, only the last read back, time per call. GFLOP/s from FLOPs counted from the shapes, on the pipelined time when there is one; GB/s (packed cases) from the weight's bytes (words, scales, mins) the same way. PyTorch (packed cases: a bf16 \`F.linear\` for every format, PyTorch's own decode path): the same, each call ended by \`torch.cuda.synchronize()\` ("torch ms"; with \`.cpu()\` in the JSON as readback_ms). ours / torch: pipelined against pipelined where both exist, else ours read back against torch synchronized. check: max |a − b| / max |a| against the case's first variant, and whether the output is finite.`,
     '',
     markdownTable(rows),
     '',
@@ -578,6 +681,7 @@ for (const c of CASES) {
       Object.assign(row, t);
       const ms = t.pipelined_ms ?? t.median_ms;
       row.gflops = c.flops / (ms * 1e6);
+      if (c.bytes) row.gbps = c.bytes / (ms * 1e6);
       row.ratio_to_torch = ratioToTorch(row);
       const out = v.run();
       if (!reference) {
@@ -620,6 +724,7 @@ function emptyRow(c: GpuCase, variant: string, note?: string): Row {
     dispatch_ms: null,
     pipelined_ms: null,
     gflops: null,
+    gbps: null,
     check: null,
     torch_ms: t?.median_ms ?? null,
     torch_pipelined_ms: t?.pipelined_ms ?? null,

@@ -9,7 +9,8 @@ on `name`. Standalone (only torch): the bundle for the GPU machine embeds this f
 Kinds: matmul {m,k,n} (torch.mm); attention {B,H,Hkv,Tq,Tk,dk,causal}
 (F.scaled_dot_product_attention, enable_gqa, bottom-right causal); dem {n,h,d,heads} (the
 official SpatialEmbed forward, batched windows, SDPA); clip {hiddenSize, ..., images, layer}
-(a CLIP vision tower to hidden_states[layer], all images in one batch, SDPA).
+(a CLIP vision tower to hidden_states[layer], all images in one batch, SDPA); packed {format,m,k,n}
+(F.linear in bf16 for every format: PyTorch's own decode path; the only non-fp32 case).
 
 fp32 strictly: TF32 off for matmul and cuDNN. Per case: warm-up, then `reps` calls, each followed
 by torch.cuda.synchronize() (median: `median_ms`); `reps` calls with the result copied to the host
@@ -189,6 +190,10 @@ def build(case: Dict[str, object], dev: torch.device) -> Callable[[], torch.Tens
         m = Dem(d, heads).to(dev).eval()
         lt, gt = rn(n * n, h, h, d), rn(n * n, h, h, d)
         return lambda: m(lt, gt, n)
+    if kind == "packed":  # PyTorch's own decode path: bf16 F.linear, whatever our format (no q8/q4 GEMV in torch)
+        x = rn(int(p["m"]), int(p["k"])).to(torch.bfloat16)
+        w = rn(int(p["n"]), int(p["k"])).to(torch.bfloat16)
+        return lambda: F.linear(x, w)
     if kind == "clip":
         torch.manual_seed(0)
         m = ClipTower(p, int(p["layer"])).to(dev).eval()

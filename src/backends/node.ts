@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { guardWasmHeap } from './wasmGuard.js';
+import { registerWebGPUBackend } from './webgpuDevice.js';
 
 /** The backends this library is tested on. */
 export const BACKENDS = ['cpu', 'wasm', 'tensorflow', 'webgpu'] as const;
@@ -33,7 +34,10 @@ async function installNodeWebGPU(): Promise<void> {
     // Node 20 has no navigator, Node >= 21 a getter-only one: define rather than assign.
     Object.defineProperty(globalThis, 'navigator', { value: { ...(nav ?? {}), gpu: create([]) }, configurable: true, writable: true });
   }
-  await import('@tensorflow/tfjs-backend-webgpu'); // registers only if navigator.gpu exists now
+  const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu'); // registers only if navigator.gpu exists now
+  // Replace tfjs's backend factory with ours: the same device request, plus the 'subgroups'
+  // feature where the adapter offers it (SwiftShader does), which tfjs 4.22 never asks for.
+  registerWebGPUBackend(WebGPUBackend);
   // Else inputs under 1,000 elements silently run on the CPU for slice, transpose, concat…
   tf.env().set('WEBGPU_CPU_FORWARD', false);
 }

@@ -1,4 +1,4 @@
-import { add, engine, getBackend, mul, reshape, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+import { engine, getBackend, mul, reshape, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../grid.js';
 import { imageToTiles, tilesToImage } from '../dcm/layouts.js';
 import { layerNorm } from '../ops/layerNorm.js';
@@ -63,7 +63,7 @@ export function windowedAttention(
     const tiles = windowedAttentionPlan({ B, H, W, heads, dk, rows, cols });
     if (typeof tiles !== 'string') {
       const attendedMap = windowedFlashAttention(linear(qMap, w.query), linear(kvMap, w.key), linear(kvMap, w.value), { heads, rows, cols, windows, scale: 1 / Math.sqrt(dk) }, tiles);
-      return layerNorm(add(linear(attendedMap, w.output), qMap), w.norm) as Tensor4D;
+      return layerNorm(linear(attendedMap, w.output), w.norm, { residual: qMap }) as Tensor4D; // residual + LayerNorm: one kernel
     }
   }
 
@@ -82,5 +82,5 @@ export function windowedAttention(
   const attended = attentionTransposedKeys(q, kT, v, { scale: 1, layout }); // [N, heads, t, dk]
   const merged = reshape(transpose(attended, [0, 2, 1, 3]), [N, h, wd, d]) as Tensor4D;
   const map = tilesToImage(merged, windows, rows, cols); // [B, H, W, d]
-  return layerNorm(add(linear(map, w.output), qMap), w.norm) as Tensor4D;
+  return layerNorm(linear(map, w.output), w.norm, { residual: qMap }) as Tensor4D; // LayerNorm(output(map) + qMap)
 }

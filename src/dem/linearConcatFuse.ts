@@ -1,5 +1,4 @@
-import { add, concat, tidy, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
-import { gelu } from '../ops/gelu.js';
+import { concat, tidy, type Tensor4D } from '@tensorflow/tfjs-core';
 import { layerNorm } from '../ops/layerNorm.js';
 import { linear, type Linear } from '../ops/linear.js';
 import { checkMap, checkSameShape, pick } from './checks.js';
@@ -11,9 +10,12 @@ export interface FuseOptions {
   order?: 'local-first' | 'global-first';
 }
 
-/** Linear → GELU → Linear → … (GELU between consecutive layers only). */
+/**
+ * Linear → GELU → Linear → … (GELU between consecutive layers only), each GELU as the epilogue of
+ * the linear before it: one kernel per layer on webgpu, the same ops in the same order elsewhere.
+ */
 function mlp(x: Tensor4D, layers: Linear[]): Tensor4D {
-  return layers.reduce((h, layer, i) => linear(i === 0 ? h : gelu(h), layer), x);
+  return layers.reduce((h, layer, i) => linear(h, layer, { activation: i < layers.length - 1 ? 'gelu' : 'none' }), x);
 }
 
 /**
@@ -37,6 +39,6 @@ export function linearConcatFuse(local: Tensor4D, global: Tensor4D, w: FuseWeigh
     const g = mlp(global, w.global);
     const cat = concat(order === 'local-first' ? [l, g] : [g, l], -1);
     if (!w.norm) return cat;
-    return layerNorm(add(add(cat, global), local) as Tensor, w.norm) as Tensor4D;
+    return layerNorm(cat, w.norm, { residual: global, residual2: local }); // LayerNorm((cat + global) + local): one kernel on webgpu
   });
 }

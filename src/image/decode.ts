@@ -1,4 +1,5 @@
 import { tensor3d, type Tensor3D } from '@tensorflow/tfjs-core';
+import { isNode } from '../io/nodeFiles.js';
 import { decodeJpegJs, decodePngJs, formatName, sniffImageFormat, type RgbImage } from './decodeJs.js';
 
 type SharpFactory = typeof import('sharp');
@@ -9,12 +10,15 @@ let sharpModule: Promise<SharpFactory> | undefined;
 export const SHARP_HINT = "decodeImage needs the optional peer dependency 'sharp' (Node only): npm install sharp";
 
 /**
- * Which decoder {@link decodeImage} uses: `'auto'` (default) sharp when it is installed, else
- * the built-in JavaScript decoders (JPEG and PNG only); `'sharp'` sharp only; `'js'` the
- * JavaScript decoders only. The environment variable `INF_LLAVA_NO_SHARP=1` turns `'auto'`
- * into `'js'` (for trying the fallback where sharp is installed; the CLI honours it too).
+ * Which decoder {@link decodeImage} uses: `'auto'` (default) in Node sharp when it is installed,
+ * else the built-in JavaScript decoders (JPEG and PNG only), and outside Node (a browser, a
+ * worker) the platform's decoder when there is one, else the JavaScript JPEG decoder; `'sharp'`
+ * sharp only; `'js'` the JavaScript decoders only (PNG needs Node); `'browser'` the platform's
+ * decoder only (`createImageBitmap` + `OffscreenCanvas`). The environment variable
+ * `INF_LLAVA_NO_SHARP=1` turns `'auto'` into `'js'` in Node (for trying the fallback where sharp
+ * is installed; the CLI honours it too).
  */
-export type ImageDecoder = 'auto' | 'sharp' | 'js';
+export type ImageDecoder = 'auto' | 'sharp' | 'js' | 'browser';
 
 /** Options of {@link decodeImage}. */
 export interface DecodeImageOptions {
@@ -28,16 +32,32 @@ function noSharpRequested(): boolean {
   return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
 }
 
+/** Whether the platform decodes images (`createImageBitmap` and `OffscreenCanvas`: browsers and workers). */
+function hasPlatformDecoder(): boolean {
+  const g = globalThis as { createImageBitmap?: unknown; OffscreenCanvas?: unknown };
+  return typeof g.createImageBitmap === 'function' && typeof g.OffscreenCanvas === 'function';
+}
+
 /**
  * The decoder `decodeImage(bytes, { decoder })` would use, without decoding: `'sharp'`, or
- * `'js'` (sharp not installed, not wanted, or `INF_LLAVA_NO_SHARP=1`) with `why` saying which.
+ * `'js'` (sharp not installed, not wanted, or `INF_LLAVA_NO_SHARP=1`) with `why` saying which;
+ * outside Node `'browser'` (the platform's decoder) or `'js'`, never sharp.
  * Throws {@link SHARP_HINT} when `decoder` is `'sharp'` and sharp does not import.
  */
-export async function resolveImageDecoder(decoder: ImageDecoder = 'auto'): Promise<{ decoder: 'sharp' | 'js'; why: string }> {
+export async function resolveImageDecoder(decoder: ImageDecoder = 'auto'): Promise<{ decoder: 'sharp' | 'js' | 'browser'; why: string }> {
   if (decoder === 'js') return { decoder: 'js', why: "decoder: 'js' requested" };
+  if (decoder === 'browser') {
+    if (!hasPlatformDecoder()) throw new Error("decodeImage: decoder 'browser' needs createImageBitmap and OffscreenCanvas (a browser or a worker)");
+    return { decoder: 'browser', why: "decoder: 'browser' requested" };
+  }
+  if (decoder === 'auto' && !isNode()) {
+    return hasPlatformDecoder()
+      ? { decoder: 'browser', why: "not Node: the platform's decoder" }
+      : { decoder: 'js', why: 'not Node, and no createImageBitmap / OffscreenCanvas' };
+  }
   if (decoder === 'auto' && noSharpRequested()) return { decoder: 'js', why: 'INF_LLAVA_NO_SHARP is set' };
   if (decoder === 'sharp') return (await loadSharp(), { decoder: 'sharp', why: "decoder: 'sharp' requested" });
-  if (decoder !== 'auto') throw new Error(`decodeImage: decoder must be 'auto', 'sharp' or 'js', got ${JSON.stringify(decoder)}`);
+  if (decoder !== 'auto') throw new Error(`decodeImage: decoder must be 'auto', 'sharp' or 'js', got ${JSON.stringify(decoder)} (or, in a browser, 'browser')`);
   try {
     await loadSharp();
     return { decoder: 'sharp', why: 'sharp is installed' };
@@ -104,6 +124,11 @@ function cmykToRgb(cmyk: Uint8Array, pixels: number): Int32Array {
  * and `jpeg-js`, whose JPEG pixels are close to but **not bit-identical** with Pillow's
  * libjpeg-turbo (no "fancy" chroma upsampling): on assets/extreme_ironing.jpg max |Δ| 32,
  * mean |Δ| 1.05 per value. Install sharp for exact JPEG pixels and other formats.
+ *
+ * Outside Node (a browser, a worker) sharp is never tried: the platform's decoder is used
+ * (`createImageBitmap` + `OffscreenCanvas`: every format the browser reads; no colour
+ * conversion; the browser applies EXIF orientation, and transparent pixels' colour can differ
+ * because a canvas stores it premultiplied), or where there is none, jpeg-js for JPEG.
  */
 export async function decodeImage(bytes: Uint8Array, options: DecodeImageOptions = {}): Promise<Tensor3D> {
   const fn = 'decodeImage';
@@ -128,10 +153,50 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeImageOptions
       const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
       throw new Error(`${fn}: could not decode ${describeBytes(bytes)} as ${formatName(format)} (built-in decoder ${format === 'jpeg' ? 'jpeg-js' : 'pngjs'}): ${why}`, { cause: e });
     }
+  } else if (decoder === 'browser') {
+    img = await decodeWithPlatform(bytes);
   } else {
     img = await decodeWithSharp(bytes, await loadSharp());
   }
   return tensor3d(img.rgb, [img.height, img.width, 3], 'int32');
+}
+
+/**
+ * The platform's decoder (browsers, workers): `createImageBitmap` without colour conversion or
+ * alpha premultiplication, drawn on an `OffscreenCanvas` and read back. Pixels are the
+ * browser's (Chromium decodes JPEG with libjpeg-turbo, as Pillow does); the canvas keeps colour
+ * premultiplied by alpha, so (semi-)transparent pixels can differ from Pillow's, and browsers
+ * apply the EXIF orientation.
+ */
+async function decodeWithPlatform(bytes: Uint8Array): Promise<RgbImage> {
+  const g = globalThis as unknown as {
+    createImageBitmap(b: Blob, o?: Record<string, string>): Promise<ImageBitmap>;
+    OffscreenCanvas: new (w: number, h: number) => OffscreenCanvas;
+  };
+  let bitmap: ImageBitmap;
+  try {
+    bitmap = await g.createImageBitmap(new Blob([bytes as Uint8Array<ArrayBuffer>]), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  } catch (e) {
+    const why = ((e as Error)?.message ?? String(e)).split('\n')[0]!.trim();
+    throw new Error(`decodeImage: could not decode ${describeBytes(bytes)} with the browser's decoder (createImageBitmap): ${why}`, { cause: e });
+  }
+  try {
+    const { width, height } = bitmap;
+    const ctx = new g.OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true }) as OffscreenCanvasRenderingContext2D | null;
+    if (!ctx) throw new Error("decodeImage: the browser's OffscreenCanvas has no 2d context");
+    ctx.drawImage(bitmap, 0, 0);
+    const rgba = ctx.getImageData(0, 0, width, height).data;
+    const pixels = width * height;
+    const rgb = new Int32Array(pixels * 3);
+    for (let p = 0; p < pixels; p++) {
+      rgb[p * 3] = rgba[p * 4]!;
+      rgb[p * 3 + 1] = rgba[p * 4 + 1]!;
+      rgb[p * 3 + 2] = rgba[p * 4 + 2]!;
+    }
+    return { rgb, width, height };
+  } finally {
+    bitmap.close();
+  }
 }
 
 async function decodeWithSharp(bytes: Uint8Array, sharp: SharpFactory): Promise<RgbImage> {

@@ -1,7 +1,8 @@
 /**
  * The pure-JavaScript image decoders `decodeImage` falls back to when the optional peer
  * dependency `sharp` is not installed: `jpeg-js` for JPEG and `pngjs` for PNG (regular
- * dependencies, no native code). Both are imported on first use.
+ * dependencies, no native code). Both are imported on first use; jpeg-js also in a browser
+ * bundle, pngjs only in Node.
  *
  * PNG pixels equal Pillow's `convert('RGB')` (and sharp's). JPEG pixels do **not** equal
  * libjpeg-turbo's (Pillow's, sharp's): jpeg-js upsamples chroma by replication where
@@ -11,6 +12,8 @@
  * @internal
  * @packageDocumentation
  */
+
+import { isNode } from '../io/nodeFiles.js';
 
 /** A decoded image: `width·height·3` RGB values, 0..255. */
 export interface RgbImage {
@@ -49,8 +52,8 @@ export function formatName(format: string): string {
 type JpegJs = { decode(data: Uint8Array, opts: Record<string, unknown>): { width: number; height: number; data: Uint8Array } };
 type PngJs = { PNG: { sync: { read(data: Uint8Array, opts?: Record<string, unknown>): { width: number; height: number; data: Uint8Array | Uint16Array } } } };
 
-// Computed specifiers, as for sharp: bundlers leave them alone (pngjs needs Node's zlib and
-// streams); Node resolves them from this package's dependencies at run time.
+// A computed specifier for pngjs, as for sharp: bundlers leave it alone (pngjs needs Node's zlib
+// and streams); Node resolves it from this package's dependencies at run time.
 async function load<T>(name: string): Promise<T> {
   const m = (await import(/* webpackIgnore: true */ /* @vite-ignore */ name)) as { default?: T };
   return (m.default ?? m) as T;
@@ -61,7 +64,12 @@ let pngJs: Promise<PngJs> | undefined;
 
 /** Decodes a JPEG with jpeg-js (grayscale, YCbCr, Adobe CMYK/YCCK). */
 export async function decodeJpegJs(bytes: Uint8Array): Promise<RgbImage> {
-  jpegJs ??= load<JpegJs>('jpeg-js').catch((e: unknown) => ((jpegJs = undefined), Promise.reject(e)));
+  // A literal import: jpeg-js is plain JavaScript, so a browser bundle includes it (Node
+  // resolves it from this package's dependencies, as before).
+  jpegJs ??= import('jpeg-js').then(
+    (m) => ((m as { default?: JpegJs }).default ?? (m as unknown as JpegJs)),
+    (e: unknown) => ((jpegJs = undefined), Promise.reject(e)),
+  );
   const { decode } = await jpegJs;
   // tolerantDecoding off: a truncated or corrupt file is an error (as in Pillow and sharp),
   // not a partly grey image.
@@ -110,6 +118,7 @@ export async function decodePngJs(bytes: Uint8Array): Promise<RgbImage> {
   if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') throw new Error('no IHDR chunk after the PNG signature');
   const depth = bytes[24]!;
   const colourType = bytes[25]!;
+  if (!isNode()) throw new Error("pngjs needs Node (zlib, streams); in a browser use the browser's decoder (decoder: 'browser')");
   pngJs ??= load<PngJs>('pngjs').catch((e: unknown) => ((pngJs = undefined), Promise.reject(e)));
   const { PNG } = await pngJs;
   // pngjs takes a Buffer (it calls Buffer methods on the input).

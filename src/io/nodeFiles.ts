@@ -1,7 +1,9 @@
 /**
  * Node-only file helpers shared by the checkpoint readers (`loadSafetensors`, the lazy LLaMA
- * weight store). `node:fs/promises` and `node:path` are imported on first use, so importing the
- * library in a browser never touches them.
+ * weight store, the tokenizer and config readers). Node's `fs/promises` and `path` are taken
+ * with `process.getBuiltinModule` (Node ≥ 20.16), which is not an import: bundlers see nothing,
+ * and importing the library in a browser never touches Node. On older Node they are imported
+ * with a computed specifier (equally invisible to bundlers).
  */
 type Fs = typeof import('node:fs/promises');
 type NodePath = typeof import('node:path');
@@ -17,15 +19,50 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** `node:fs/promises` and `node:path`; `fn` and `browserHint` go into the error outside Node. */
+/** What the readers say where local paths cannot be read. */
+export const PATHS_NEED_NODE = 'paths need Node ≥ 20.16; in a browser pass a URL, a Blob/File or Files';
+
+interface NodeProcess {
+  versions?: { node?: string };
+  getBuiltinModule?: (id: string) => unknown;
+}
+
+/** `globalThis.process` when this is Node (or a runtime that says it is), else undefined. */
+export function nodeProcess(): NodeProcess | undefined {
+  const p = (globalThis as { process?: NodeProcess }).process;
+  return typeof p?.versions?.node === 'string' ? p : undefined;
+}
+
+/** Whether this runtime is Node (local paths can be read). */
+export function isNode(): boolean {
+  return nodeProcess() !== undefined;
+}
+
+/**
+ * A Node built-in module by name (`'node:fs/promises'`): `process.getBuiltinModule` (Node ≥ 20.16),
+ * else a computed-specifier import (older Node). Throws `Error(PATHS_NEED_NODE)` outside Node.
+ */
+export async function nodeBuiltin<T>(id: string): Promise<T> {
+  const p = nodeProcess();
+  if (!p) throw new Error(PATHS_NEED_NODE);
+  if (typeof p.getBuiltinModule === 'function') {
+    const m = p.getBuiltinModule(id);
+    if (m) return m as T;
+  }
+  const name = id; // computed: bundlers leave it alone
+  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ name)) as T;
+}
+
+/** Node's `fs/promises` and `path`; `fn` and `browserHint` go into the error outside Node. */
 export async function nodeModules(fn: string, browserHint: string): Promise<{ fs: Fs; path: NodePath }> {
   if (modules) return modules;
+  if (!isNode()) throw new Error(`${fn}: ${PATHS_NEED_NODE} (or ${browserHint})`);
   try {
-    const [fs, path] = await Promise.all([import('node:fs/promises'), import('node:path')]);
+    const [fs, path] = await Promise.all([nodeBuiltin<Fs>('node:fs/promises'), nodeBuiltin<NodePath>('node:path')]);
     modules = { fs, path };
     return modules;
   } catch (e) {
-    throw new Error(`${fn}: needs Node's fs and path modules (Node only; in a browser ${browserHint}): ${message(e)}`);
+    throw new Error(`${fn}: cannot load Node's fs and path modules: ${message(e)}`);
   }
 }
 

@@ -21,7 +21,6 @@
  *   post_layernorm.*                       (accepted, unused)
  */
 import {
-  add,
   broadcastTo,
   concat,
   dispose,
@@ -41,6 +40,7 @@ import {
 import { rearrange } from '../dcm/rearrange.js';
 import { attentionTransposedKeys } from '../ops/attention.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
+import { toDirectory, type CheckpointSource } from '../io/source.js';
 import { layerNorm, type LayerNorm } from '../ops/layerNorm.js';
 import { linear, type Linear } from '../ops/linear.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
@@ -298,13 +298,15 @@ export interface LoadClipVisionOptions extends ClipVisionLoadOptions {
 }
 
 /**
- * Loads a CLIP vision tower from a Hugging Face checkpoint directory (Node only): the config
- * from `dir/config.json` (a `CLIPVisionModel` or a full `CLIPModel`, see
- * {@link clipVisionConfigFromJson}), the prefix detected from the tensor names in the
- * safetensors header or index, and only the tensors under it read from disk (single file or
- * sharded; bf16/f16 converted to float32 by the reader).
+ * Loads a CLIP vision tower from a Hugging Face checkpoint folder — a local path (Node), a base
+ * URL or the `File`s of a picked folder (see {@link CheckpointSource}): the config from
+ * `config.json` (a `CLIPVisionModel` or a full `CLIPModel`, see {@link clipVisionConfigFromJson}),
+ * the prefix detected from the tensor names in the safetensors header or index, and only the
+ * tensors under it read (single file or sharded; over HTTP only their byte ranges; bf16/f16
+ * converted to float32 by the reader).
  */
-export async function loadClipVision(dir: string, opts: LoadClipVisionOptions = {}): Promise<ClipVision> {
+export async function loadClipVision(source: CheckpointSource, opts: LoadClipVisionOptions = {}): Promise<ClipVision> {
+  const dir = await toDirectory(source, 'loadClipVision');
   const config = opts.config ?? clipVisionConfigFromJson(await readConfigJson(dir));
   const prefix = opts.prefix ?? detectClipVisionPrefix(await listCheckpointTensorNames(dir));
   const { tensors } = await loadSafetensors(dir, { prefix });
@@ -406,8 +408,8 @@ function embed(w: ClipVisionWeights, c: ClipVisionConfig, pixels: Tensor4D): Ten
   const patches = rearrange(pixels, [B, g, p, g, p, C], [0, 1, 3, 2, 4, 5], [B * N, p * p * C]);
   const tokens = reshape(linear(patches, w.patch), [B, N, d]); // [B, N, d]
   const cls = broadcastTo(reshape(w.classEmbedding, [1, 1, d]), [B, 1, d]); // [B, 1, d]
-  const x = add(concat([cls, tokens], 1), w.positionEmbedding); // [B, N+1, d]
-  return layerNorm(x, w.preNorm) as Tensor3D;
+  // pre_layrnorm(concat + positions): the add is the norm's residual (broadcast over B), one kernel on webgpu.
+  return layerNorm(concat([cls, tokens], 1), w.preNorm, { residual: w.positionEmbedding }) as Tensor3D; // [B, N+1, d]
 }
 
 /** x + out_proj(attention(layer_norm1(x))): [B, T, d] → [B, T, d]. */

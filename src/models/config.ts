@@ -1,14 +1,12 @@
 /**
- * Reading Hugging Face checkpoint directories: typed fields out of a parsed `config.json`
- * (no Node needed), and two small Node helpers that read a directory's `config.json` and
- * list its tensor names (from `model.safetensors.index.json`, or the header of
- * `model.safetensors`) without reading any tensor data.
- *
- * `node:fs/promises` and `node:path` are imported lazily, on the first call of a Node helper.
+ * Reading Hugging Face checkpoint directories: typed fields out of a parsed `config.json`, and
+ * two small helpers that read a folder's `config.json` and list its tensor names (from
+ * `model.safetensors.index.json`, or the header of `model.safetensors`) without reading any
+ * tensor data. A folder is a local path (Node), a URL or Files (see io/source.ts).
  */
-import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE } from '../io/loadSafetensors.js';
-import { message, nodeModules } from '../io/nodeFiles.js';
-import { parseSafetensorsHeader, readSafetensorsHeaderLength } from '../io/safetensors.js';
+import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE, describeSource, loaderError, readHeaderFrom, resolveCheckpoint } from '../io/loadSafetensors.js';
+import { message } from '../io/nodeFiles.js';
+import { missingWhy, toDirectory, utf8Text, type CheckpointSource, type ModelDirectory } from '../io/source.js';
 
 const BROWSER_HINT = 'parse the fetched JSON yourself';
 
@@ -83,80 +81,77 @@ export class ConfigReader {
 }
 
 // ---------------------------------------------------------------------------------------
-// Node helpers
+// Reading a checkpoint folder (a local directory, a URL, Files)
 
 
 /** The config file of a Hugging Face checkpoint directory. */
 export const CONFIG_FILE = 'config.json';
 
-/** Reads and parses `dir/config.json` (Node only); the error names the file, and `fn` (the caller) first. */
-export async function readConfigJson(dir: string, fn = 'readConfigJson'): Promise<JsonObject> {
-  const { fs, path: nodePath } = await nodeModules(fn, BROWSER_HINT);
-  const file = nodePath.join(dir, CONFIG_FILE);
-  let text: string;
+/** `e`'s message without a leading `"<name>: "`. */
+function without(name: string, e: unknown): string {
+  const m = message(e);
+  return m.startsWith(`${name}: `) ? m.slice(name.length + 2) : m;
+}
+
+/**
+ * Reads a whole file of a folder; the error names `fn` and the file (`cannot read <file>: why`).
+ * @param required When false, a missing file gives undefined.
+ */
+export async function readDirFile(dir: ModelDirectory, file: string, fn: string, required = true): Promise<Uint8Array | undefined> {
+  const p = dir.pathOf(file);
+  let bytes: Uint8Array | undefined;
   try {
-    text = await fs.readFile(file, 'utf8');
+    bytes = await dir.readFile(file);
   } catch (e) {
-    throw new Error(`${fn}: cannot read ${file}: ${message(e)}`);
+    throw new Error(`${fn}: cannot read ${p}: ${without(p, e)}`, { cause: e });
   }
+  if (bytes === undefined && required) throw new Error(`${fn}: cannot read ${p}: ${missingWhy(dir)}`);
+  return bytes;
+}
+
+/** Parses a JSON object out of a file's bytes; errors name `fn` and `where`. */
+export function parseJsonObject(bytes: Uint8Array, where: string, fn: string): JsonObject {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(utf8Text(bytes));
   } catch (e) {
-    throw new Error(`${fn}: ${file}: not valid JSON: ${message(e)}`);
+    throw new Error(`${fn}: ${where}: not valid JSON: ${message(e)}`);
   }
-  if (!isJsonObject(json)) throw new Error(`${fn}: ${file}: must be a JSON object`);
+  if (!isJsonObject(json)) throw new Error(`${fn}: ${where}: must be a JSON object`);
   return json;
 }
 
 /**
- * The tensor names of the checkpoint in `dir` (Node only), without reading tensor data: the
- * keys of `model.safetensors.index.json`'s weight map when there is one, else the header of
- * `model.safetensors`.
+ * Reads and parses `config.json` (or `file`) of a checkpoint folder: a local path (Node), a URL,
+ * Files or a ModelDirectory; the error names the file, and `fn` (the caller) first.
  */
-export async function listCheckpointTensorNames(dir: string): Promise<string[]> {
+export async function readConfigJson(source: CheckpointSource, fn = 'readConfigJson', file = CONFIG_FILE): Promise<JsonObject> {
+  const dir = await toDirectory(source, fn, BROWSER_HINT);
+  const bytes = (await readDirFile(dir, file, fn))!;
+  return parseJsonObject(bytes, dir.pathOf(file), fn);
+}
+
+/**
+ * The tensor names of the checkpoint in a folder (a local path, a URL, Files), without reading
+ * tensor data: the keys of `model.safetensors.index.json`'s weight map when there is one, else
+ * the header of `model.safetensors`.
+ */
+export async function listCheckpointTensorNames(source: CheckpointSource): Promise<string[]> {
   const fn = 'listCheckpointTensorNames';
-  const { fs, path: nodePath } = await nodeModules(fn, BROWSER_HINT);
-  const index = nodePath.join(dir, SAFETENSORS_INDEX_FILE);
-  let indexText: string | undefined;
   try {
-    indexText = await fs.readFile(index, 'utf8');
-  } catch {
-    indexText = undefined;
-  }
-  if (indexText !== undefined) {
-    let json: unknown;
+    const r = await resolveCheckpoint(await toDirectory(source, fn, BROWSER_HINT), fn);
+    if (r.kind === 'sharded') return [...r.weightMap.keys()];
+    const src = await r.file.open();
     try {
-      json = JSON.parse(indexText);
-    } catch (e) {
-      throw new Error(`${fn}: ${index}: not valid JSON: ${message(e)}`);
+      return (await readHeaderFrom(src, `${fn}: ${r.file.name}`)).entries.map((e) => e.name);
+    } finally {
+      await src.close?.();
     }
-    const map = isJsonObject(json) ? json.weight_map : undefined;
-    if (!isJsonObject(map)) throw new Error(`${fn}: ${index}: "weight_map" must be an object of tensor name -> shard file`);
-    return Object.keys(map);
-  }
-  const file = nodePath.join(dir, SAFETENSORS_SINGLE_FILE);
-  let fh: import('node:fs/promises').FileHandle;
-  try {
-    fh = await fs.open(file, 'r');
   } catch (e) {
-    throw new Error(`${fn}: ${dir} holds neither ${SAFETENSORS_INDEX_FILE} nor a readable ${SAFETENSORS_SINGLE_FILE}: ${message(e)}`);
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const ctx = `${fn}: ${file}`;
-    const first = new Uint8Array(8);
-    const { bytesRead } = await fh.read(first, 0, 8, 0);
-    const n = readSafetensorsHeaderLength(first.subarray(0, bytesRead), size, ctx);
-    const header = new Uint8Array(n);
-    let done = 0;
-    while (done < n) {
-      const r = await fh.read(header, done, n - done, 8 + done);
-      if (r.bytesRead === 0) throw new Error(`${ctx}: unexpected end of file in the header`);
-      done += r.bytesRead;
-    }
-    return parseSafetensorsHeader(header, size, ctx).entries.map((e) => e.name);
-  } finally {
-    await fh.close().catch(() => undefined);
+    const err = loaderError(fn, e, describeSource(source));
+    // This reader's wording since its first version: "... nor a readable model.safetensors".
+    const holds = ` holds neither ${SAFETENSORS_INDEX_FILE} nor ${SAFETENSORS_SINGLE_FILE}`;
+    if (err.message.endsWith(holds)) err.message = err.message.replace(holds, ` holds neither ${SAFETENSORS_INDEX_FILE} nor a readable ${SAFETENSORS_SINGLE_FILE}`);
+    throw err;
   }
 }

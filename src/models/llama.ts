@@ -27,7 +27,10 @@
  * the store, each matrix is decoded to float32 in blocks of rows just before their matMul and
  * disposed just after (prompts); inputs of a few rows (decode steps) are multiplied directly on
  * the bf16 bytes by a WebAssembly SIMD kernel; the embedding gathers only the prompt's rows.
- * Norms (1-D) are decoded once and held. See {@link loadLlama} for the numbers.
+ * Norms (1-D) are decoded once and held. See {@link loadLlama} for the numbers. With
+ * `quantize: 'q8' | 'q4'` the store holds the linear weights packed instead
+ * (docs/quantization.md), dequantised per block the same way and multiplied in place by the SIMD
+ * gemv in decode steps.
  */
 import {
   add,
@@ -57,9 +60,13 @@ import {
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
 import { attention } from '../ops/attention.js';
+import { rmsNorm as rmsNormOp } from '../ops/rmsNorm.js';
 import { linear, linearEpilogue, type LinearOptions } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
+import { toDirectory, type CheckpointSource } from '../io/source.js';
+import { checkOptionNames } from '../options.js';
+import { QUANT_FORMATS, type QuantFormat } from '../quant/groups.js';
 
 // ---------------------------------------------------------------------------------------
 // Config
@@ -421,12 +428,24 @@ export interface LlamaFromTensorsOptions {
   lazyBlockElements?: number;
   /**
    * Lazy residency: inputs of at most this many rows (`B·T`: decode steps, short prompts) are
-   * multiplied directly on the bf16 bytes ({@link LazyWeights.matMulTransposed}, WebAssembly
-   * SIMD) instead of decoding each matrix to float32 for a backend matMul (default 8; 0: never).
+   * multiplied directly on the bf16 bytes or the q8 / q4 codes ({@link LazyWeights.matMulTransposed},
+   * WebAssembly SIMD) instead of decoding each matrix to float32 for a backend matMul (default 8; 0: never).
    * The input is read back to the CPU for it (a few KB per projection); on the cpu, wasm and
    * tensorflow backends only.
    */
   lazyGemvMaxRows?: number;
+  /**
+   * Quantise the linear weights — every decoder layer's q, k, v, o, gate, up and down
+   * projections, and lm_head unless it is tied to the embedding — to `'q8'` (int8, a scale per
+   * group: 1.06 bytes per weight) or `'q4'` (4-bit, a scale and a min per group: 0.625 bytes per
+   * weight), group-wise along the input dimension (docs/quantization.md). The embedding stays
+   * in its checkpoint dtype (only the prompt's rows are ever decoded), norms and biases float32.
+   * Decode steps run the SIMD gemv on the packed weights; longer inputs dequantise a block of
+   * rows at a time. From a {@link LazyWeights} store the model quantises a copy (the given store
+   * is left as it is); from a record of float32 tensors it reads them back (CPU backends).
+   * Default: none.
+   */
+  quantize?: QuantFormat;
 }
 
 const DEFAULT_LAZY_BLOCK_ELEMENTS = 1 << 20;
@@ -453,8 +472,18 @@ const CPU_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm', 'tensorflow'])
  *   caller's (`dispose()` of the model does not clear it).
  */
 export function llamaFromTensors(tensors: Record<string, Tensor> | LazyWeights, config: LlamaConfig, opts: LlamaFromTensorsOptions = {}): Llama {
+  checkOptionNames('llamaFromTensors', opts, LLAMA_FROM_TENSORS_OPTIONS);
   return build(tensors, config, opts, false);
 }
+
+// The option names accepted (others are errors); the checks below make tsc insist every
+// option of the interfaces is listed.
+const LLAMA_FROM_TENSORS_OPTIONS = ['prefix', 'lazyBlockElements', 'lazyGemvMaxRows', 'quantize'] as const satisfies readonly (keyof LlamaFromTensorsOptions)[];
+const LOAD_LLAMA_OPTIONS = [...LLAMA_FROM_TENSORS_OPTIONS, 'lazy', 'config'] as const satisfies readonly (keyof LoadLlamaOptions)[];
+const _allFromTensorsOptions: Exclude<keyof LlamaFromTensorsOptions, (typeof LLAMA_FROM_TENSORS_OPTIONS)[number]> extends never ? true : never = true;
+const _allLoadOptions: Exclude<keyof LoadLlamaOptions, (typeof LOAD_LLAMA_OPTIONS)[number]> extends never ? true : never = true;
+void _allFromTensorsOptions;
+void _allLoadOptions;
 
 function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig, opts: LlamaFromTensorsOptions, ownStore: boolean): Llama {
   const fn = 'llamaFromTensors';
@@ -465,8 +494,10 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
   if (!Number.isInteger(blockElements) || blockElements < 1) throw new Error(`${fn}: lazyBlockElements must be a positive integer, got ${blockElements}`);
   const gemvMaxRows = opts.lazyGemvMaxRows ?? DEFAULT_LAZY_GEMV_MAX_ROWS;
   if (!Number.isInteger(gemvMaxRows) || gemvMaxRows < 0) throw new Error(`${fn}: lazyGemvMaxRows must be a non-negative integer, got ${gemvMaxRows}`);
-  const store = isLazyWeights(source) ? source : undefined;
-  const record = store ? undefined : (source as Record<string, Tensor>);
+  const quantize = opts.quantize;
+  if (quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(quantize)) throw new Error(`${fn}: quantize must be 'q8' or 'q4', got ${JSON.stringify(quantize)}`);
+  let store = isLazyWeights(source) ? source : undefined;
+  let record = store ? undefined : (source as Record<string, Tensor>);
   const { vocabSize: V, hiddenSize: d, intermediateSize: I, numAttentionHeads: H, numKeyValueHeads: kvH, headDim: hd } = config;
 
   const has = (key: string) => (store ? store.has(key) : Object.prototype.hasOwnProperty.call(record, key) && record![key] !== undefined);
@@ -483,10 +514,10 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
     let dtype: string;
     let actual: readonly number[];
     if (store) {
-      const e = store.get(key)!;
+      const e = store.info(key)!;
       dtype = e.dtype;
       actual = e.shape;
-      if (!['F32', 'F16', 'BF16'].includes(dtype)) problems.push(`${key} must be F32, F16 or BF16, got ${dtype}`);
+      if (!['F32', 'F16', 'BF16', 'q8', 'q4'].includes(dtype)) problems.push(`${key} must be F32, F16 or BF16, got ${dtype}`);
     } else {
       const t = record![key]!;
       dtype = t.dtype;
@@ -541,6 +572,43 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
   const unexpected = all.filter((k) => k.startsWith(`${prefix}model.layers.`) && !used.has(k) && !k.endsWith('.rotary_emb.inv_freq'));
   throwIfMismatch(`${fn}: tensors (prefix '${prefix}') do not match the config (${describe(config)})`, { missing, unexpected, problems });
 
+  // Quantisation: into a store of the model's own (a copy of the given one's entries, or the
+  // record's values read back), the linear weights replaced by their packed form.
+  if (quantize) {
+    const targets = names.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].map((p) => p.w));
+    if (!tied) targets.push(lmHeadKey);
+    if (!store || !ownStore) {
+      const copy = new LazyWeights();
+      for (const key of used) {
+        if (!has(key)) continue;
+        if (store) {
+          const raw = store.get(key);
+          if (raw) copy.set(key, raw);
+          else copy.setPacked(key, store.packed(key)!);
+          continue;
+        }
+        const t = record![key]!;
+        let values: Float32Array;
+        try {
+          values = (t.dataSync() as Float32Array).slice();
+        } catch (e) {
+          throw new Error(`${fn}: quantize: cannot read ${key} back from the ${getBackend()} backend (${(e as Error).message}); pass a LazyWeights store or use loadLlama(dir, { quantize })`);
+        }
+        copy.set(key, { dtype: 'F32', shape: [...t.shape], bytes: new Uint8Array(values.buffer) });
+      }
+      store = copy;
+      record = undefined;
+      ownStore = true;
+    }
+    for (const key of targets) {
+      try {
+        store.quantize(key, quantize);
+      } catch (e) {
+        throw new Error(`${fn}: quantize ${quantize}: ${(e as Error).message}`);
+      }
+    }
+  }
+
   // Residency. Record: own views of every tensor. Store: 1-D tensors decoded now, matrices by name.
   const made: Tensor[] = [];
   try {
@@ -550,7 +618,7 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
       return t;
     };
     const matrix = (key: string): Proj => {
-      const [rows, cols] = (store ? store.get(key)!.shape : record![key]!.shape) as [number, number];
+      const [rows, cols] = (store ? store.info(key)!.shape : record![key]!.shape) as [number, number];
       if (store) return { name: key, rows, cols };
       const t = own<Tensor2D>(record![key]!);
       made.push(t);
@@ -597,14 +665,16 @@ export interface LoadLlamaOptions extends LlamaFromTensorsOptions {
    * (default): lazy when the checkpoint's matrices are bf16 or f16 (float32 would double them).
    */
   lazy?: 'auto' | boolean;
-  /** The config; default: read from `dir/config.json` ({@link llamaConfigFromJson}). */
+  /** The config; default: read from the folder's `config.json` ({@link llamaConfigFromJson}). */
   config?: LlamaConfig;
 }
 
 /**
- * Loads a `LlamaForCausalLM` from a Hugging Face checkpoint directory (Node only): `config.json`
- * plus `model.safetensors` or a sharded `model.safetensors.index.json`. Only the language model's
- * tensors are read (a full INF-LLaVA checkpoint's vision tower and projector are skipped).
+ * Loads a `LlamaForCausalLM` from a Hugging Face checkpoint folder — a local path (Node), a base
+ * URL or the `File`s of a picked folder (see {@link CheckpointSource}): `config.json` plus
+ * `model.safetensors` or a sharded `model.safetensors.index.json`. Only the language model's
+ * tensors are read (a full INF-LLaVA checkpoint's vision tower and projector are skipped; over
+ * HTTP only the wanted byte ranges are fetched).
  * A missing tensor is an error naming it.
  *
  * A bf16 or f16 checkpoint loads lazily by default (`lazy: 'auto'`): tfjs has no bf16, and
@@ -614,9 +684,13 @@ export interface LoadLlamaOptions extends LlamaFromTensorsOptions {
  * runtime), peak 17.7 GB while prefilling 600 tokens (70 s, 120 GFLOP/s including the decoding),
  * 1.5–1.9 s per generated token (each step reads the 16 GB of bf16 once, ~10 GB/s).
  */
-export async function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promise<Llama> {
+export async function loadLlama(source: CheckpointSource, opts: LoadLlamaOptions = {}): Promise<Llama> {
   const fn = 'loadLlama';
-  if (typeof dir !== 'string' || dir === '') throw new Error(`${fn}: dir must be a non-empty string, got ${JSON.stringify(dir)}`);
+  checkOptionNames(fn, opts, LOAD_LLAMA_OPTIONS);
+  const quantize = opts.quantize;
+  if (quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(quantize)) throw new Error(`${fn}: quantize must be 'q8' or 'q4', got ${JSON.stringify(quantize)}`);
+  if (quantize && opts.lazy === false) throw new Error(`${fn}: quantize needs the lazy residency (the packed weights live in a LazyWeights store): leave out lazy: false`);
+  const dir = await toDirectory(source, fn);
   const config = opts.config ?? llamaConfigFromJson(await readConfigJson(dir));
   const prefix = opts.prefix ?? '';
   const lazyOpt = opts.lazy ?? 'auto';
@@ -624,12 +698,30 @@ export async function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promi
   const { entries } = await listSafetensorsEntries(dir);
   const { required, lmHead } = llamaTensorNames(config, prefix);
   const missing = required.filter((n) => !entries.has(n));
-  if (missing.length) throw new Error(`${fn}: ${dir}: missing tensors: ${missing.join(', ')} (prefix '${prefix}')`);
+  if (missing.length) throw new Error(`${fn}: ${dir.name}: missing tensors: ${missing.join(', ')} (prefix '${prefix}')`);
   const wanted = new Set(required);
   if (!config.tieWordEmbeddings && entries.has(lmHead)) wanted.add(lmHead);
-  const lazy = lazyOpt === 'auto' ? [...wanted].some((n) => ['BF16', 'F16'].includes(entries.get(n)!.entry.dtype) && entries.get(n)!.entry.shape.length === 2) : lazyOpt;
+  const lazy = quantize ? true : lazyOpt === 'auto' ? [...wanted].some((n) => ['BF16', 'F16'].includes(entries.get(n)!.entry.dtype) && entries.get(n)!.entry.shape.length === 2) : lazyOpt;
   if (lazy) {
-    const { weights } = await loadSafetensorsRaw(dir, { filter: (n) => wanted.has(n) });
+    // Quantising: each linear weight as soon as it is read (its checkpoint bytes then dropped),
+    // so the checkpoint is never whole in memory.
+    const targets = new Set(required.filter((n) => /\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/.test(n)));
+    if (wanted.has(lmHead)) targets.add(lmHead);
+    const onTensor = quantize
+      ? (name: string, w: LazyWeights) => {
+          if (!targets.has(name)) return;
+          try {
+            w.quantize(name, quantize);
+          } catch (e) {
+            throw new Error(`${fn}: quantize ${quantize}: ${(e as Error).message}`);
+          }
+        }
+      : undefined;
+    // lm_head (the largest matrix: 1 GB of bf16 for LLaMA-3) first, while little else is
+    // resident: its checkpoint bytes are then long collected when the load ends (peak RSS).
+    const head = quantize && wanted.has(lmHead) ? (await loadSafetensorsRaw(dir, { filter: (n) => n === lmHead, onTensor })).weights : undefined;
+    const { weights } = await loadSafetensorsRaw(dir, { filter: (n) => wanted.has(n) && !(head && n === lmHead), onTensor });
+    if (head) weights.setPacked(lmHead, head.packed(lmHead)!);
     try {
       return build(weights, config, opts, true);
     } catch (e) {
@@ -674,13 +766,31 @@ export interface Llama {
    * The given cache is consumed (disposed on return, or on an error once the forward has begun).
    */
   forward(input: LlamaForwardInput): { logits: Tensor3D; cache: KVCache };
+  /** The bytes the model's weights take, as held (packed, checkpoint bytes or float32 tensors). */
+  weightBytes(): LlamaWeightBytes;
   /** Frees the model's tensors (and the bytes of a store that {@link loadLlama} made). */
   dispose(): void;
 }
 
+/** What {@link Llama.weightBytes} reports, in bytes. */
+export interface LlamaWeightBytes {
+  /** All of the below. */
+  total: number;
+  /** The linear weights (decoder projections, and lm_head unless tied): q8 / q4 code words, or checkpoint bytes, or float32. */
+  linear: number;
+  /** Their float32 scales and mins (q8, q4; else 0). */
+  scales: number;
+  /** embed_tokens as held (its checkpoint dtype; a tied lm_head is counted here only). */
+  embedding: number;
+  /** Norms and biases (float32). */
+  other: number;
+  /** The quantised format of the linear weights, if any. */
+  quantized?: QuantFormat;
+}
+
 /** x · rsqrt(mean(x²) + eps) · w over the last axis. */
 function rmsNorm<T extends Tensor>(x: T, w: Tensor1D, eps: number): T {
-  return mul(mul(x, rsqrt(add(mean(square(x), -1, true), eps))), w) as T;
+  return rmsNormOp(x, w, eps); // the same ops elsewhere; one kernel on webgpu (src/ops/rmsNorm.ts)
 }
 
 class LlamaModel implements Llama {
@@ -900,6 +1010,35 @@ class LlamaModel implements Llama {
   private head(x: Tensor3D): Tensor3D {
     const w = this.w!;
     return this.project(rmsNorm(x, w.norm, this.config.rmsNormEps), w.lmHead);
+  }
+
+  weightBytes(): LlamaWeightBytes {
+    const w = this.weights('Llama.weightBytes');
+    const out: LlamaWeightBytes = { total: 0, linear: 0, scales: 0, embedding: 0, other: 0 };
+    const matrix = (p: Proj): { data: number; scales: number; format?: QuantFormat } => {
+      if (p.weight) return { data: 4 * p.weight.size, scales: 0 };
+      const info = w.store!.info(p.name)!;
+      if (info.dtype !== 'q8' && info.dtype !== 'q4') return { data: info.byteLength, scales: 0 };
+      const pk = w.store!.packed(p.name)!;
+      return { data: pk.data.byteLength, scales: info.byteLength - pk.data.byteLength, format: info.dtype };
+    };
+    const linear = (p: Proj) => {
+      const m = matrix(p);
+      out.linear += m.data;
+      out.scales += m.scales;
+      if (m.format) out.quantized = m.format;
+      if (p.bias) out.other += 4 * p.bias.size;
+    };
+    for (const l of w.layers) {
+      for (const p of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) linear(p);
+      out.other += 4 * (l.inputNorm.size + l.postNorm.size);
+    }
+    out.other += 4 * w.norm.size;
+    const e = matrix(w.embed);
+    out.embedding = e.data + e.scales;
+    if (w.lmHead.name !== w.embed.name) linear(w.lmHead);
+    out.total = out.linear + out.scales + out.embedding + out.other;
+    return out;
   }
 
   dispose(): void {

@@ -129,6 +129,14 @@ export interface AttentionOptions {
    * too few workgroups to fill the GPU, e.g. a decode step). Ignored by the composition.
    */
   keySplits?: number;
+  /**
+   * Attend to the first `validKeys` keys only (default: all `Tk`): k and v may be a preallocated
+   * KV cache `[B, Hkv, Smax, d]` whose first `S = validKeys` positions are filled
+   * (src/ops/kvCache.ts). Causal masking then places the queries at the last `Tq` of those `S`
+   * positions (query `i` sees keys `j ≤ S − Tq + i`). The fused kernel reads the valid prefix in
+   * place (the buffer's length is only its row stride); the composition slices it first.
+   */
+  validKeys?: number;
 }
 
 const DEFAULT_ONE_SHOT_MAX = 1 << 23;
@@ -154,7 +162,10 @@ interface Checked {
   H: number;
   Hkv: number;
   Tq: number;
+  /** Keys attended to (opts.validKeys, default all). */
   Tk: number;
+  /** Keys k and v hold (≥ Tk). */
+  keyStride: number;
   dk: number;
   dv: number;
   causal: boolean;
@@ -171,7 +182,7 @@ interface Checked {
   compositionOptions: boolean;
 }
 
-const OPTION_KEYS = new Set(['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits']);
+const OPTION_KEYS = new Set(['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits', 'validKeys']);
 const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTransposed: boolean): Checked {
@@ -188,15 +199,18 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
   tensorArg(v, 'v', '[B, Hkv, Tk, dv]');
   const [B, H, Tq, dk] = q.shape as [number, number, number, number];
   const [kB, Hkv, a, b] = k.shape as [number, number, number, number];
-  const [kdk, Tk] = keysTransposed ? [a, b] : [b, a];
+  const [kdk, keyStride] = keysTransposed ? [a, b] : [b, a];
   const [vB, vH, vT, dv] = v.shape as [number, number, number, number];
   const shapes = `q ${JSON.stringify(q.shape)}, ${kName} ${JSON.stringify(k.shape)}, v ${JSON.stringify(v.shape)}`;
   if (kB !== B || vB !== B) throw new Error(`${FN}: batch sizes differ: ${shapes}`);
   if (kdk !== dk) throw new Error(`${FN}: q and ${kName} have different head widths dk (${dk} vs ${kdk}): ${shapes}`);
-  if (vH !== Hkv || vT !== Tk) throw new Error(`${FN}: ${kName} and v must have the same kv heads and keys: ${shapes}`);
+  if (vH !== Hkv || vT !== keyStride) throw new Error(`${FN}: ${kName} and v must have the same kv heads and keys: ${shapes}`);
   if (H % Hkv !== 0) throw new Error(`${FN}: kv heads ${Hkv} must divide query heads ${H}: ${shapes}`);
   if (opts === null || typeof opts !== 'object') throw new Error(`${FN}: opts must be an object, got ${JSON.stringify(opts)}`);
   for (const key of Object.keys(opts)) if (!OPTION_KEYS.has(key)) throw new Error(`${FN}: unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
+  const validKeys = positiveInt(opts.validKeys, 'validKeys');
+  if (validKeys !== undefined && validKeys > keyStride) throw new Error(`${FN}: opts.validKeys ${validKeys} exceeds the ${keyStride} keys ${kName} and v hold: ${shapes}`);
+  const Tk = validKeys ?? keyStride;
   const causal = opts.causal ?? false;
   if (typeof causal !== 'boolean') throw new Error(`${FN}: opts.causal must be a boolean, got ${JSON.stringify(causal)}`);
   if (causal && Tk < Tq) throw new Error(`${FN}: causal attention needs at least as many keys as queries (the queries are the last Tq positions), got Tq ${Tq} and Tk ${Tk}`);
@@ -211,7 +225,7 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
   const compositionOptions = layout !== 'auto' || method !== 'auto' || ['oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock'].some((key) => (opts as Record<string, unknown>)[key] !== undefined);
   if (kernel === 'fused' && compositionOptions) throw new Error(`${FN}: opts.kernel 'fused' takes no composition option (layout, method other than 'auto', oneShotMaxElements, blockElements, queryBlock, keyBlock)`);
   return {
-    B, H, Hkv, Tq, Tk, dk, dv, causal, scale, layout, method, kernel, compositionOptions,
+    B, H, Hkv, Tq, Tk, keyStride, dk, dv, causal, scale, layout, method, kernel, compositionOptions,
     keySplits: positiveInt(opts.keySplits, 'keySplits'),
     oneShotMax: positiveInt(opts.oneShotMaxElements, 'oneShotMaxElements') ?? DEFAULT_ONE_SHOT_MAX,
     blockElements: positiveInt(opts.blockElements, 'blockElements') ?? DEFAULT_BLOCK_ELEMENTS,
@@ -311,6 +325,11 @@ function run(q: Tensor4D, k: Tensor4D, v: Tensor4D, c: Checked, keysTransposed: 
   const p = plan(c);
   const layout = p.layout;
   return tidy(() => {
+    if (c.keyStride > c.Tk) {
+      // The valid prefix of a preallocated cache.
+      k = (keysTransposed ? slice(k, [0, 0, 0, 0], [-1, -1, -1, c.Tk]) : slice(k, [0, 0, 0, 0], [-1, -1, c.Tk, -1])) as Tensor4D;
+      v = slice(v, [0, 0, 0, 0], [-1, -1, c.Tk, -1]) as Tensor4D;
+    }
     let K = k;
     let kT = keysTransposed;
     if (!kT && rep * Tq >= 16 && TRANSPOSE_KEYS_ON.has(getBackend())) {

@@ -8,10 +8,13 @@ import { guardWasmHeap } from '../backends/wasmGuard.js';
 import { decodeImage } from '../image/decode.js';
 import { PREPROCESS_MODES, type PreprocessMode } from '../image/preprocess.js';
 import { readConfigJson } from '../models/config.js';
-import { loadLlama, type KVCache, type Llama } from '../models/llama.js';
+import { loadLlama, type KVCache, type Llama, type LoadLlamaOptions } from '../models/llama.js';
 import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
+import { checkOptionNames, didYouMean } from '../options.js';
+import { QUANT_FORMATS, type QuantFormat } from '../quant/groups.js';
 import { sampleNext, seededRng } from './sampling.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
+import { toDirectory, type CheckpointSource } from '../io/source.js';
 import { loadInfLlavaVision, type EncodeOptions, type InfLlavaVision, type InfLlavaVisionConfig } from './vision.js';
 
 export interface GenerateOptions {
@@ -103,28 +106,6 @@ function show(v: unknown): string {
   return Object.prototype.toString.call(v);
 }
 
-/** Levenshtein distance, for "did you mean" on option names. */
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length]!;
-}
-
-function suggest(name: string): string {
-  const norm = (s: string) => s.toLowerCase().replace(/[^a-z]/g, '');
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of GENERATE_OPTIONS) {
-    const d = editDistance(norm(name), norm(k));
-    if (d < bestD) [best, bestD] = [k, d];
-  }
-  return best !== undefined && bestD <= 3 ? ` (did you mean ${best}?)` : '';
-}
-
 interface CheckedOptions {
   image: Tensor3D | Uint8Array;
   question: string;
@@ -144,7 +125,7 @@ function checkGenerateOptions(g: GenerateOptions): CheckedOptions {
   if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new Error(`${fn}: expected an options object { image, question, ... }, got ${show(g)}`);
   for (const k of Object.keys(g)) {
     if (!(GENERATE_OPTIONS as readonly string[]).includes(k)) {
-      throw new Error(`${fn}: unknown option ${JSON.stringify(k)}${suggest(k)}; options: ${GENERATE_OPTIONS.join(', ')}`);
+      throw new Error(`${fn}: unknown option ${JSON.stringify(k)}${didYouMean(k, GENERATE_OPTIONS)}; options: ${GENERATE_OPTIONS.join(', ')}`);
     }
   }
   const { image, question } = g;
@@ -187,17 +168,46 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** Options of {@link loadInfLlava}. An unknown option name is an error. */
+export interface LoadInfLlavaOptions {
+  /** The CLIP vision tower's folder: a path, a URL or Files (default: the tower inside the checkpoint). */
+  visionDir?: CheckpointSource;
+  /** The folder holding `tokenizer.json`: a path, a URL or Files (default: the checkpoint's). */
+  tokenizerDir?: CheckpointSource;
+  /** The crop grid (see {@link loadInfLlavaVision}). */
+  grid?: number;
+  /**
+   * Quantise the language model's linear weights at load: `'q8'` or `'q4'` (see
+   * {@link LoadLlamaOptions.quantize} and docs/quantization.md). Default: none.
+   */
+  quantize?: QuantFormat;
+}
+
+const LOAD_INF_LLAVA_OPTIONS = ['visionDir', 'tokenizerDir', 'grid', 'quantize'] as const satisfies readonly (keyof LoadInfLlavaOptions)[];
+// Every option of LoadInfLlavaOptions must be listed above (else it would be refused as unknown).
+const _allLoadInfLlavaOptions: Exclude<keyof LoadInfLlavaOptions, (typeof LOAD_INF_LLAVA_OPTIONS)[number]> extends never ? true : never = true;
+void _allLoadInfLlavaOptions;
+
 /**
- * Loads an INF-LLaVA checkpoint directory (LLaVA format): the vision side (only its tensors),
- * the LLaMA language model (bf16 kept resident and decoded per layer when the checkpoint is
- * bf16) and the tokenizer (`tokenizer.json` in `dir` or `tokenizerDir`).
+ * Loads an INF-LLaVA checkpoint (LLaVA format) from a local directory (Node), a base URL (read
+ * with HTTP Range requests: only the byte ranges of the tensors it needs) or the `File`s of a
+ * picked folder (see {@link CheckpointSource}): the vision side (only its tensors), the LLaMA
+ * language model (bf16 kept resident and decoded per layer when the checkpoint is bf16;
+ * quantised to q8 / q4 at load with `quantize`) and the tokenizer (`tokenizer.json` in the
+ * checkpoint or `tokenizerDir`).
  */
-export async function loadInfLlava(dir: string, opts: { visionDir?: string; tokenizerDir?: string; grid?: number } = {}): Promise<InfLlava> {
+export async function loadInfLlava(source: CheckpointSource, opts: LoadInfLlavaOptions = {}): Promise<InfLlava> {
+  checkOptionNames('loadInfLlava', opts, LOAD_INF_LLAVA_OPTIONS);
+  // One folder object for every reader: a URL folder fetches each file's header once.
+  const dir = await toDirectory(source, 'loadInfLlava');
+  if (opts.quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(opts.quantize)) {
+    throw new Error(`loadInfLlava: quantize must be 'q8' or 'q4', got ${show(opts.quantize)}`);
+  }
   const tokenizer = await loadTokenizer(opts.tokenizerDir ?? dir);
   const vision = await loadInfLlavaVision(dir, { visionDir: opts.visionDir, grid: opts.grid });
   let llm: Llama;
   try {
-    llm = await loadLlama(dir);
+    llm = await loadLlama(dir, opts.quantize === undefined ? {} : { quantize: opts.quantize });
   } catch (e) {
     vision.dispose();
     throw e;

@@ -5,11 +5,11 @@
  *
  * Special token ids (BOS, EOS) come from the checkpoint's files, never from constants.
  *
- * `node:fs/promises` and `node:path` are imported lazily, on the first {@link loadTokenizer}
- * call: importing this module in a browser costs nothing and fails nothing (build one there with
- * {@link tokenizerFromJson} on fetched JSON).
+ * {@link loadTokenizer} reads a local folder (Node), a URL or Files; no Node built-in is
+ * imported (see io/source.ts). {@link tokenizerFromJson} builds one from parsed JSON anywhere.
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { toDirectory, utf8Text, type CheckpointSource } from '../io/source.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface TokenizeOptions {
@@ -202,36 +202,27 @@ export function tokenizerFromJson(
   return tokenizer;
 }
 
-type Fs = typeof import('node:fs/promises');
-type NodePath = typeof import('node:path');
-
-async function nodeModules(fn: string): Promise<[Fs, NodePath]> {
-  try {
-    return await Promise.all([import('node:fs/promises'), import('node:path')]);
-  } catch (e) {
-    throw new Error(`${fn}: needs Node's fs and path modules (Node only; in a browser use tokenizerFromJson on fetched JSON): ${message(e)}`);
-  }
-}
-
 /**
- * Load a Hugging Face tokenizer from a checkpoint folder (Node only): `tokenizer.json` (required),
- * `tokenizer_config.json` (chat template, BOS/EOS, cleanup flag), `special_tokens_map.json` and
- * `chat_template.jinja` (fallbacks), each optional.
+ * Load a Hugging Face tokenizer from a checkpoint folder: a local path (Node), an `http(s)` base
+ * URL, the `File`s of a picked folder or a `ModelDirectory` (see {@link CheckpointSource}).
+ * Reads `tokenizer.json` (required), `tokenizer_config.json` (chat template, BOS/EOS, cleanup
+ * flag), `special_tokens_map.json` and `chat_template.jinja` (fallbacks), each optional.
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+export async function loadTokenizer(source: CheckpointSource): Promise<Tokenizer> {
   const FN = 'loadTokenizer';
-  const [fs, path] = await nodeModules(FN);
+  const dir = await toDirectory(source, FN, 'use tokenizerFromJson on fetched JSON');
 
   const readText = async (file: string, required: boolean): Promise<string | undefined> => {
-    const p = path.join(dir, file);
+    const p = dir.pathOf(file);
+    let bytes: Uint8Array | undefined;
     try {
-      return await fs.readFile(p, 'utf8');
+      bytes = await dir.readFile(file);
     } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      if (!required && code === 'ENOENT') return undefined;
-      if (code === 'ENOENT') throw new Error(`${FN}: missing ${file}: no file at ${p}`);
-      throw new Error(`${FN}: cannot read ${p}: ${message(e)}`);
+      const m = message(e);
+      throw new Error(`${FN}: cannot read ${p}: ${m.startsWith(`${p}: `) ? m.slice(p.length + 2) : m}`, { cause: e });
     }
+    if (bytes === undefined && required) throw new Error(`${FN}: missing ${file}: no file at ${p}`);
+    return bytes === undefined ? undefined : utf8Text(bytes);
   };
   const readJson = async (file: string, required: boolean): Promise<unknown> => {
     const text = await readText(file, required);
@@ -239,7 +230,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
-      throw new Error(`${FN}: ${path.join(dir, file)} is not valid JSON: ${message(e)}`);
+      throw new Error(`${FN}: ${dir.pathOf(file)} is not valid JSON: ${message(e)}`);
     }
   };
 
@@ -249,7 +240,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     readJson('special_tokens_map.json', false),
     readText('chat_template.jinja', false),
   ]);
-  const opts: TokenizerFromJsonOptions = { source: dir, specialTokensMap };
+  const opts: TokenizerFromJsonOptions = { source: dir.name, specialTokensMap };
   if (chatTemplate !== undefined) opts.chatTemplate = chatTemplate;
   try {
     return tokenizerFromJson(tokenizerJson, config ?? {}, opts);

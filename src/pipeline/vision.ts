@@ -16,7 +16,8 @@ import { PREPROCESS_MODES, preprocessImage, type PreprocessMode } from '../image
 import { cubicTaps, resizeBicubic, type Taps } from '../image/resizeBicubic.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { clipVisionConfigFromJson, clipVisionFromTensors, loadClipVision, type ClipVision } from '../models/clip.js';
-import { readConfigJson } from '../models/config.js';
+import { parseJsonObject, readConfigJson } from '../models/config.js';
+import { toDirectory, type CheckpointSource, type ModelDirectory } from '../io/source.js';
 import { project, projectorFromTensors, type Projector } from '../models/projector.js';
 
 const TOWER_PREFIX = 'model.vision_tower.vision_tower.';
@@ -93,13 +94,18 @@ export interface InfLlavaVision {
 
 /**
  * Loads the vision half of an INF-LLaVA checkpoint (LLaVA format: `config.json` + single or
- * sharded safetensors). Reads only `model.spatial_embed.*`, `model.mm_projector.*` and, when
- * present, the embedded vision tower — never the language model's tensors. The CLIP tower
- * comes from `visionDir` (a `CLIPVisionModel`/`CLIPModel` directory such as
+ * sharded safetensors) from a local path (Node), a base URL or the `File`s of a folder (see
+ * {@link CheckpointSource}). Reads only `model.spatial_embed.*`, `model.mm_projector.*` and,
+ * when present, the embedded vision tower — never the language model's tensors. The CLIP tower
+ * comes from `visionDir` (a `CLIPVisionModel`/`CLIPModel` folder such as
  * `openai/clip-vit-large-patch14-336`) or from the checkpoint itself.
  */
-export async function loadInfLlavaVision(checkpointDir: string, opts: { visionDir?: string; grid?: number; heads?: number } = {}): Promise<InfLlavaVision> {
+export async function loadInfLlavaVision(
+  checkpoint: CheckpointSource,
+  opts: { visionDir?: CheckpointSource; grid?: number; heads?: number } = {},
+): Promise<InfLlavaVision> {
   const fn = 'loadInfLlavaVision';
+  const checkpointDir = await toDirectory(checkpoint, fn);
   const cfg = await readConfigJson(checkpointDir, fn).catch((e: Error) => {
     throw new Error(`${e.message}; pass the INF-LLaVA checkpoint directory`);
   });
@@ -122,7 +128,7 @@ export async function loadInfLlavaVision(checkpointDir: string, opts: { visionDi
     } else if (Object.keys(tensors).some((k) => k.startsWith(TOWER_PREFIX))) {
       clip = clipVisionFromTensors(tensors, await readTowerConfig(checkpointDir, cfg, tensors), { prefix: `${TOWER_PREFIX}vision_model.` });
     } else {
-      throw new Error(`${fn}: ${checkpointDir} has no vision tower tensors (${TOWER_PREFIX}*); pass opts.visionDir, a CLIPVisionModel directory such as openai/clip-vit-large-patch14-336`);
+      throw new Error(`${fn}: ${checkpointDir.name} has no vision tower tensors (${TOWER_PREFIX}*); pass opts.visionDir, a CLIPVisionModel directory such as openai/clip-vit-large-patch14-336`);
     }
     if (clip.config.hiddenSize !== mmHiddenSize) {
       throw new Error(`${fn}: the vision tower's hidden size ${clip.config.hiddenSize} differs from mm_hidden_size ${mmHiddenSize} in config.json`);
@@ -150,11 +156,11 @@ export async function loadInfLlavaVision(checkpointDir: string, opts: { visionDi
 }
 
 /** The embedded tower's config: `mm_vision_tower`'s config.json next to the checkpoint if present, else read off the shapes. */
-async function readTowerConfig(dir: string, cfg: Record<string, unknown>, tensors: Record<string, Tensor>) {
-  const { existsSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const tower = typeof cfg.mm_vision_tower === 'string' ? join(dir, '..', cfg.mm_vision_tower) : '';
-  if (tower && existsSync(join(tower, 'config.json'))) return clipVisionConfigFromJson(await readConfigJson(tower, 'loadInfLlavaVision'));
+async function readTowerConfig(dir: ModelDirectory, cfg: Record<string, unknown>, tensors: Record<string, Tensor>) {
+  const tower = typeof cfg.mm_vision_tower === 'string' && cfg.mm_vision_tower !== '' ? `../${cfg.mm_vision_tower}/config.json` : '';
+  // A sibling folder of that name (a local directory, or next to the base URL); absent or unreadable: the shapes.
+  const bytes = tower ? await dir.readFile(tower).catch(() => undefined) : undefined;
+  if (bytes) return clipVisionConfigFromJson(parseJsonObject(bytes, dir.pathOf(tower), 'loadInfLlavaVision'));
   const p = `${TOWER_PREFIX}vision_model.`;
   const patch = tensors[`${p}embeddings.patch_embedding.weight`]?.shape; // [hidden, 3, p, p]
   const pos = tensors[`${p}embeddings.position_embedding.weight`]?.shape; // [N+1, hidden]

@@ -17,6 +17,10 @@
  *   4. each thread adds p·v to its TM rows × TV4 vec4 columns (c4 = cg + C·t), summing the p
  *      of its rows into l on the way.
  * Key tiles after the last key any row of the block sees are never visited (causal skip).
+ * k and v may hold more keys per head than are attended to (`keyStride` > Tk: a preallocated KV
+ * cache `[B, Hkv, Smax, d]`, src/ops/kvCache.ts): the kernel uses the first Tk (uniform `nk`; the
+ * buffer length `tk` is only the row stride), never reads past them, and places causal queries at
+ * the last Tq of those Tk positions.
  * No score matrix exists outside workgroup memory: the output (or, split-K, the partial results
  * below) is the only buffer written.
  *
@@ -106,9 +110,12 @@ export interface FlashAttentionShape {
   H: number;
   Hkv: number;
   Tq: number;
+  /** Keys attended to (the first Tk of each head's keys). */
   Tk: number;
   dk: number;
   dv: number;
+  /** Keys k and v hold per head when more than Tk (a preallocated KV cache `[B, Hkv, Smax, d]`: Smax). Default Tk. */
+  keyStride?: number;
 }
 
 /** Row groups, rows per thread, column groups, keys per thread — by preference. */
@@ -158,7 +165,8 @@ export function flashAttentionPlan(s: FlashAttentionShape, limits: WebGPUBackend
   const keyTiles = ceilDiv(Tk, tiles.bk);
   const maxDim = limits.maxComputeWorkgroupsPerDimension;
   if (queryBlocks > maxDim || G > maxDim) return `grid ${queryBlocks} × ${G} exceeds ${maxDim} workgroups per dimension`;
-  const largest = Math.max(B * H * Tq * dk, G * Tk * dk, G * Tk * dv, B * H * Tq * dv);
+  const Tmem = Math.max(Tk, s.keyStride ?? Tk);
+  const largest = Math.max(B * H * Tq * dk, G * Tmem * dk, G * Tmem * dv, B * H * Tq * dv);
   if (largest * 4 > limits.maxStorageBufferBindingSize || largest >= 2 ** 31) return `a tensor of ${largest} elements exceeds the storage binding limit`;
   let n: number;
   if (splits !== undefined) n = Math.min(splits, keyTiles, maxDim);
@@ -180,6 +188,11 @@ interface ProgramParams {
   causal: boolean;
   keysTransposed: boolean;
   split: boolean;
+  /**
+   * The number of keys used is the uniform `nk` (≤ `tk`, the keys k and v hold per head: a
+   * preallocated KV cache); without it, all `tk`. (The windowed kernel's template has no `nk`.)
+   */
+  validKeys?: boolean;
 }
 
 /**
@@ -227,15 +240,16 @@ ${'fn main()'} {
   let g = i32(workgroupId.z);         // batch · Hkv + kv head
   let rows = uniforms.rows;
   let tq = uniforms.tq;
-  let tk = uniforms.tk;
+  let tk = uniforms.tk;               // keys per kv head in memory (the row stride of k and v)
+  let nk = ${p.validKeys ? 'uniforms.nk;       // keys used: the first nk (a preallocated cache holds more)' : 'tk;'}
 
   // The keys this workgroup visits: its chunk, cut at the last key a row of the block sees.
   if (tid == 0) {
     let r1 = min(r0 + BQ, rows) - 1;
-    var kEnd = tk;
+    var kEnd = nk;
     ${causal ? `// row r is query r % Tq of head r / Tq; a block spanning two heads needs every key
     let iMax = select(tq - 1, r1 % tq, r0 / tq == r1 / tq);
-    kEnd = min(tk, tk - tq + iMax + 1);` : ''}
+    kEnd = min(nk, nk - tq + iMax + 1);` : ''}
     wgFirst = chunk * uniforms.chunk;
     wgStop = min(kEnd, wgFirst + uniforms.chunk);
   }
@@ -260,7 +274,7 @@ ${'fn main()'} {
   for (var i = 0; i < TM; i++) {
     m[i] = MASKED;
     l[i] = 0.0;
-    ${causal ? 'lim[i] = min(kStop, tk - tq + ((r0 + rg + RG * i) % tq) + 1);' : 'lim[i] = kStop;'}
+    ${causal ? 'lim[i] = min(kStop, nk - tq + ((r0 + rg + RG * i) % tq) + 1);' : 'lim[i] = kStop;'}
   }
 
   for (var k0 = kFirst; k0 < kStop; k0 += BK) {
@@ -270,14 +284,14 @@ ${'fn main()'} {
       let jj = e % BK;          // consecutive threads read consecutive keys of kT [dk, Tk]
       let d = e / BK;
       var x = 0.0;
-      if (k0 + jj < tk && d < DK) { x = kIn[(g * DK + d) * tk + k0 + jj]; }
+      if (k0 + jj < nk && d < DK) { x = kIn[(g * DK + d) * tk + k0 + jj]; }
       kvs[jj * KS + d / 4][d % 4] = x;
     }`
       : `for (var e = tid; e < BK * DK4 * 4; e += NT) {
       let jj = e / (DK4 * 4);
       let d = e % (DK4 * 4);
       var x = 0.0;
-      if (k0 + jj < tk && d < DK) { x = kIn[(g * tk + k0 + jj) * DK + d]; }
+      if (k0 + jj < nk && d < DK) { x = kIn[(g * tk + k0 + jj) * DK + d]; }
       kvs[jj * KS + d / 4][d % 4] = x;
     }`}
     workgroupBarrier();
@@ -322,7 +336,7 @@ ${'fn main()'} {
       let jj = e / (DV4 * 4);
       let d = e % (DV4 * 4);
       var x = 0.0;
-      if (k0 + jj < tk && d < DV) { x = vIn[(g * tk + k0 + jj) * DV + d]; }
+      if (k0 + jj < nk && d < DV) { x = vIn[(g * tk + k0 + jj) * DV + d]; }
       kvs[jj * KS + d / 4][d % 4] = x;
     }
     workgroupBarrier();
@@ -382,7 +396,7 @@ class FlashAttentionProgram implements WebGPUProgramLike {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [THREADS, 1, 1];
   variableNames = ['qIn', 'kIn', 'vIn'];
-  uniforms = 'rows : i32, tq : i32, tk : i32, chunk : i32, splits : i32, scale : f32,';
+  uniforms = 'rows : i32, tq : i32, tk : i32, chunk : i32, splits : i32, scale : f32, nk : i32,';
 
   constructor(
     private readonly params: ProgramParams,
@@ -415,6 +429,8 @@ interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'> {
   splits: number;
   chunkKeys: number;
   queryBlocks: number;
+  /** Keys per head in memory (≥ Tk). */
+  keyStride: number;
 }
 
 function ensureRegistered(): void {
@@ -430,17 +446,18 @@ function ensureRegistered(): void {
       const split = a.splits > 1;
       const tiles = tilesOf(a);
       const program = new FlashAttentionProgram(
-        { dk: a.dk, dv: a.dv, tiles, causal: a.causal, keysTransposed: a.keysTransposed, split },
+        { dk: a.dk, dv: a.dv, tiles, causal: a.causal, keysTransposed: a.keysTransposed, split, validKeys: true },
         split ? [G, a.splits, rows, a.dv + 2] : [a.B, a.H, a.Tq, a.dv],
         [a.queryBlocks, a.splits, G],
       );
       const uniforms: ProgramUniform = [
         { type: 'int32', data: [rows] },
         { type: 'int32', data: [a.Tq] },
-        { type: 'int32', data: [a.Tk] },
+        { type: 'int32', data: [a.keyStride] },
         { type: 'int32', data: [a.chunkKeys] },
         { type: 'int32', data: [a.splits] },
         { type: 'float32', data: [a.scale] },
+        { type: 'int32', data: [a.Tk] },
       ];
       return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [qIn, kIn, vIn], 'float32', uniforms);
     },
@@ -470,6 +487,7 @@ export function flashAttention(
     causal: s.causal, keysTransposed: s.keysTransposed, scale: s.scale,
     bq: plan.bq, bk: plan.bk, rg: plan.rg, tm: plan.tm, c: plan.c, tn: plan.tn, tv4: plan.tv4,
     splits: plan.splits, chunkKeys: plan.splits > 1 ? plan.chunkKeys : Math.max(plan.chunkKeys, s.Tk), queryBlocks: plan.queryBlocks,
+    keyStride: s.keyStride ?? s.Tk,
   };
   const out = engine().runKernel(FLASH_ATTENTION_KERNEL, { qIn: q, kIn: k, vIn: v }, attrs as unknown as NamedAttrMap) as Tensor4D;
   if (plan.splits === 1) return out;

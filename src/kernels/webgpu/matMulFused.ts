@@ -94,16 +94,25 @@ export function matMulPlan(M: number, N: number, K: number, limits: WebGPUBacken
   return { ...tiles, M, N, K, vec4: K % 4 === 0, grid };
 }
 
-interface ProgramParams {
+/** One configuration of {@link matMulFusedWGSL}. */
+export interface MatMulFusedParams {
   tiles: MatMulTiles;
+  /** x (and, without `loadB`, W) bound as vec4 (K % 4 = 0). */
   vec4: boolean;
   activation: LinearActivation;
   bias: boolean;
   multiply: boolean;
   residual: boolean;
+  /**
+   * WGSL of `fn loadB(r : i32, k : i32) -> vec4<f32>` (W[r, k..k+3], 0 past N or K) replacing the
+   * float32 one: packed weights dequantised on their way into workgroup memory (packedMatMul.ts).
+   */
+  loadB?: string;
 }
+type ProgramParams = MatMulFusedParams;
 
-const ACT: Record<LinearActivation, string> = {
+/** The body of `fn act(v : f32) -> f32` for each activation (shared with the packed kernels). */
+export const LINEAR_ACTIVATION_WGSL: Record<LinearActivation, string> = {
   none: 'return v;',
   // tfjs's erf (Abramowitz–Stegun 7.1.26), so that the fused GELU matches the composition's.
   gelu: `let a = v * 0.7071067811865476;
@@ -157,10 +166,10 @@ var<workgroup> sa : array<vec4<f32>, ${nbuf * bk * (bm / 4)}>;   // [buf][k][m/4
 var<workgroup> sb : array<vec4<f32>, ${nbuf * bk * (bn / 4)}>;   // [buf][k][n/4]
 
 ${load('A', 'uniforms.M')}
-${load('B', 'uniforms.N')}
+${p.loadB ?? load('B', 'uniforms.N')}
 
 fn act(v : f32) -> f32 {
-  ${ACT[p.activation]}
+  ${LINEAR_ACTIVATION_WGSL[p.activation]}
 }
 
 ${'fn main()'} {
