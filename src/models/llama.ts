@@ -50,6 +50,10 @@ import {
   tensor1d,
   tensor2d,
   tidy,
+  zeros,
+  backend,
+  engine,
+  type DataId,
   transpose,
   type Tensor,
   type Tensor1D,
@@ -60,6 +64,8 @@ import {
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { throwIfMismatch } from '../io/nameCheck.js';
 import { attention } from '../ops/attention.js';
+import { kvCacheWrite } from '../ops/kvCache.js';
+import { packedLinear, type PackedLinear } from '../ops/packedLinear.js';
 import { rmsNorm as rmsNormOp } from '../ops/rmsNorm.js';
 import { linear, linearEpilogue, type LinearOptions } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
@@ -329,11 +335,19 @@ function applyRope(x: Tensor4D, cos: Tensor2D, sinSigned: Tensor2D): Tensor4D {
  * `({ logits, cache } = llm.forward({ inputIds: [[next]], cache }))` with no leak. To keep a
  * cache (e.g. a shared prompt prefix) for reuse, pass `cache.clone()` instead. Dispose the last
  * cache when done.
+ *
+ * On webgpu the tensors are preallocated for `capacity ≥ length` positions and each step writes
+ * its keys and values in place (src/kernels/webgpu/kvCacheWrite.ts, RoPE applied on the way):
+ * attention reads the first `length` positions, nothing is concatenated. A cache whose buffers
+ * are shared (a clone) is copied before the write, so clones stay intact. Elsewhere
+ * `capacity === length`.
  */
 export interface KVCache {
   /** Positions held (`P`); the next token's position. */
   readonly length: number;
-  /** Per layer, `[B, kvH, length, hd]`. */
+  /** Positions the tensors hold room for (`≥ length`; the first `length` are valid). */
+  readonly capacity: number;
+  /** Per layer, `[B, kvH, capacity, hd]`. */
   readonly keys: Tensor4D[];
   readonly values: Tensor4D[];
   dispose(): void;
@@ -346,6 +360,7 @@ class LlamaKVCache implements KVCache {
     readonly keys: Tensor4D[],
     readonly values: Tensor4D[],
     readonly length: number,
+    readonly capacity = length,
   ) {}
 
   dispose(): void {
@@ -355,7 +370,7 @@ class LlamaKVCache implements KVCache {
 
   clone(): KVCache {
     const view = (t: Tensor4D) => reshape(t, t.shape) as Tensor4D;
-    return new LlamaKVCache(this.keys.map(view), this.values.map(view), this.length);
+    return new LlamaKVCache(this.keys.map(view), this.values.map(view), this.length, this.capacity);
   }
 }
 
@@ -371,6 +386,8 @@ interface Proj {
   rows: number; // out
   cols: number; // in
   weight?: Tensor2D; // [out, in]
+  /** Packed and resident (webgpu): int32 words [out, in/2|in/4|in/8] (+ scales, mins), dequantised in the kernel. */
+  packed?: PackedLinear;
   bias?: Tensor1D; // [out]
 }
 
@@ -446,6 +463,17 @@ export interface LlamaFromTensorsOptions {
    * Default: none.
    */
   quantize?: QuantFormat;
+  /**
+   * On the webgpu backend, the matrices of a {@link LazyWeights} store (bf16, q8, q4) are
+   * uploaded once, at build time, as packed int32 tensors (with float32 scales and mins) and stay
+   * resident: every projection runs the dequantising GEMV/GEMM kernel on them
+   * (src/kernels/webgpu/packedMatMul.ts), so no step uploads weights. f16/f32 matrices are
+   * uploaded as float32. The embedding stays in the store: a step uploads only its tokens'
+   * rows. A store the model owns (loadLlama) drops the uploaded matrices' bytes. Default `true`;
+   * `false`: decode and upload blocks of rows at every step (the CPU path, for a GPU too small to
+   * hold the weights).
+   */
+  webgpuResident?: boolean;
 }
 
 const DEFAULT_LAZY_BLOCK_ELEMENTS = 1 << 20;
@@ -478,7 +506,7 @@ export function llamaFromTensors(tensors: Record<string, Tensor> | LazyWeights, 
 
 // The option names accepted (others are errors); the checks below make tsc insist every
 // option of the interfaces is listed.
-const LLAMA_FROM_TENSORS_OPTIONS = ['prefix', 'lazyBlockElements', 'lazyGemvMaxRows', 'quantize'] as const satisfies readonly (keyof LlamaFromTensorsOptions)[];
+const LLAMA_FROM_TENSORS_OPTIONS = ['prefix', 'lazyBlockElements', 'lazyGemvMaxRows', 'quantize', 'webgpuResident'] as const satisfies readonly (keyof LlamaFromTensorsOptions)[];
 const LOAD_LLAMA_OPTIONS = [...LLAMA_FROM_TENSORS_OPTIONS, 'lazy', 'config'] as const satisfies readonly (keyof LoadLlamaOptions)[];
 const _allFromTensorsOptions: Exclude<keyof LlamaFromTensorsOptions, (typeof LLAMA_FROM_TENSORS_OPTIONS)[number]> extends never ? true : never = true;
 const _allLoadOptions: Exclude<keyof LoadLlamaOptions, (typeof LOAD_LLAMA_OPTIONS)[number]> extends never ? true : never = true;
@@ -645,12 +673,60 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
       norm: resident1d(names.norm),
       lmHead: matrix(tied ? embedName : lmHeadKey),
     };
-    if (store) weights.store = store;
+    if (store) {
+      weights.store = store;
+      const resident = opts.webgpuResident ?? true;
+      if (typeof resident !== 'boolean') throw new Error(`${fn}: webgpuResident must be a boolean, got ${JSON.stringify(resident)}`);
+      if (resident && getBackend() === 'webgpu') uploadResident(weights, store, ownStore, made);
+    }
     return new LlamaModel({ ...config, eosTokenIds: [...config.eosTokenIds], ropeScaling: { ...config.ropeScaling } }, weights, made, blockElements, gemvMaxRows, ownStore);
   } catch (e) {
     dispose(made);
     throw e;
   }
+}
+
+/**
+ * webgpu: every projection's matrix from the store becomes resident tensors (packed int32 for
+ * bf16/q8/q4, float32 otherwise), collected in `made`; an owned store forgets their bytes
+ * (the embedding's stay: lookups read rows from the store).
+ */
+function uploadResident(w: LlamaWeights, store: LazyWeights, ownStore: boolean, made: Tensor[]): void {
+  const keep = new Set([w.embed.name]);
+  const upload = (p: Proj) => {
+    if (p.weight || p.packed) return;
+    const info = store.info(p.name)!;
+    const pk = info.dtype === 'F32' || info.dtype === 'F16' ? undefined : store.packed(p.name);
+    if (!pk) {
+      p.weight = store.materialize(p.name) as Tensor2D;
+      made.push(p.weight);
+    } else {
+      const words = pk.data.length / pk.rows; // [out, in/2|in/4|in/8]
+      const t = (data: Int32Array | Float32Array, cols: number, dtype: 'int32' | 'float32') => {
+        const out = tensor2d(data.slice(), [pk.rows, cols], dtype); // a copy: the store's views may be wasm memory
+        made.push(out);
+        // Upload now, so the JS copy is released matrix by matrix (tfjs uploads on first use otherwise).
+        (backend() as unknown as { uploadToGPU?: (id: DataId) => void }).uploadToGPU?.(out.dataId);
+        return out;
+      };
+      const groups = pk.groupSize ? pk.cols / pk.groupSize : 0;
+      p.packed = {
+        format: pk.format,
+        data: t(pk.data, words, 'int32'),
+        ...(pk.scales ? { scales: t(pk.scales, groups, 'float32') } : {}),
+        ...(pk.mins ? { mins: t(pk.mins, groups, 'float32') } : {}),
+        ...(p.bias ? { bias: p.bias } : {}),
+      };
+    }
+    if (ownStore && !keep.has(p.name)) store.delete(p.name);
+  };
+  for (const l of w.layers) for (const p of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) upload(p);
+  if (w.lmHead.name === w.embed.name) {
+    // Tied: lm_head gets its own resident copy; the embedding's rows stay in the store.
+    const head: Proj = { ...w.lmHead };
+    upload(head);
+    w.lmHead = head;
+  } else upload(w.lmHead);
 }
 
 function describe(c: LlamaConfig): string {
@@ -753,6 +829,12 @@ export interface LlamaForwardInput {
   cache?: KVCache;
   /** Logits only for the last `n` positions (transformers' `logits_to_keep`; default 0: all). */
   logitsToKeep?: number;
+  /**
+   * webgpu: positions a new cache (no `cache` given) is preallocated for, e.g. prompt + answer
+   * length; later steps write in place until it is full, then it doubles. Default: the input's
+   * length. Ignored elsewhere.
+   */
+  cacheCapacity?: number;
 }
 
 /** A loaded LLaMA. */
@@ -821,6 +903,7 @@ class LlamaModel implements Llama {
    */
   private project<T extends Tensor>(x: T, p: Proj, epilogue: ProjEpilogue = {}): T {
     if (p.weight) return tidy(() => linear(x, { weight: p.weight!, bias: p.bias }, epilogue));
+    if (p.packed) return tidy(() => packedLinear(x, p.packed!, epilogue));
     const store = this.w!.store!;
     const m = x.size / p.cols;
     if (m <= this.gemvMaxRows && CPU_BACKENDS.has(getBackend())) {
@@ -920,15 +1003,19 @@ class LlamaModel implements Llama {
     const keep = input.logitsToKeep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new Error(`${fn}: logitsToKeep must be a non-negative integer, got ${keep}`);
     const P = cache ? cache.length : 0;
+    const capacity = cache ? (cache.capacity ?? P) : 0;
+    const newCapacity = input.cacheCapacity;
+    if (newCapacity !== undefined && (!Number.isInteger(newCapacity) || newCapacity < 1)) throw new Error(`${fn}: cacheCapacity must be a positive integer, got ${newCapacity}`);
     if (cache) {
       if (!Array.isArray(cache.keys) || !Array.isArray(cache.values) || cache.keys.length !== L || cache.values.length !== L) {
         throw new Error(`${fn}: cache must hold keys and values for ${L} layers`);
       }
       if (!Number.isInteger(P) || P < 0) throw new Error(`${fn}: cache.length must be a non-negative integer, got ${P}`);
+      if (!Number.isInteger(capacity) || capacity < P) throw new Error(`${fn}: cache.capacity must be an integer ≥ its length ${P}, got ${capacity}`);
       for (const t of [...cache.keys, ...cache.values]) {
         if (!t || t.isDisposed) throw new Error(`${fn}: the cache has been disposed (forward() consumes the cache it is given; pass cache.clone() to keep one)`);
-        if (t.rank !== 4 || t.shape[1] !== kvH || t.shape[2] !== P || t.shape[3] !== hd) {
-          throw new Error(`${fn}: cache tensors must be [B, ${kvH}, ${P}, ${hd}], got ${JSON.stringify(t.shape)}`);
+        if (t.rank !== 4 || t.shape[1] !== kvH || t.shape[2] !== capacity || t.shape[3] !== hd) {
+          throw new Error(`${fn}: cache tensors must be [B, ${kvH}, ${capacity}, ${hd}] (capacity ${capacity}), got ${JSON.stringify(t.shape)}`);
         }
       }
     }
@@ -943,21 +1030,25 @@ class LlamaModel implements Llama {
     const { cos, sinSigned } = ropeTables(this.invFreq, P, T);
     const keys: Tensor4D[] = [];
     const values: Tensor4D[] = [];
+    // webgpu: a preallocated cache written in place; it grows (doubling) only when full.
+    const inPlace = getBackend() === 'webgpu' && !engine().isTapeOn();
+    const room = !inPlace ? P + T : P + T <= capacity && cache ? capacity : Math.max(P + T, newCapacity ?? 0, cache ? 2 * capacity : 0);
     try {
       for (let i = 0; i < L; i++) {
         const layer = w.layers[i]!;
         const past = cache ? { k: cache.keys[i]!, v: cache.values[i]! } : undefined;
-        const [y, k, v] = tidy(() => this.decoderLayer(x, layer, cos, sinSigned, past));
+        const [y, k, v] = tidy(() => this.decoderLayer(x, layer, cos, sinSigned, { past, P, room, inPlace }));
         if (x !== inputsEmbeds) x.dispose();
         x = y as Tensor3D;
         keys.push(k as Tensor4D);
         values.push(v as Tensor4D);
-        if (past) dispose([past.k, past.v]); // consumed: release layer by layer
+        // Consumed: release layer by layer (unless written in place: then it is the new cache).
+        if (past) dispose([past.k, past.v].filter((t) => t !== k && t !== v));
       }
       const last = keep > 0 && keep < T ? keep : T;
       const h = x;
       const logits = tidy(() => this.head(last === T ? h : (slice(h, [0, T - last, 0], [-1, last, -1]) as Tensor3D)));
-      return { logits, cache: new LlamaKVCache(keys, values, P + T) };
+      return { logits, cache: new LlamaKVCache(keys, values, P + T, keys[0]!.shape[2]) };
     } catch (e) {
       dispose(keys);
       dispose(values);
@@ -969,8 +1060,18 @@ class LlamaModel implements Llama {
     }
   }
 
-  /** One decoder layer: x [B, T, d] → [x', keys, values] with keys/values [B, kvH, P+T, hd]. */
-  private decoderLayer(x: Tensor3D, l: DecoderLayer, cos: Tensor2D, sinSigned: Tensor2D, past: { k: Tensor4D; v: Tensor4D } | undefined): Tensor[] {
+  /**
+   * One decoder layer: x [B, T, d] → [x', keys, values], keys/values [B, kvH, room, hd] holding
+   * positions [0, P + T) (room = P + T unless written in place into a preallocated cache).
+   */
+  private decoderLayer(
+    x: Tensor3D,
+    l: DecoderLayer,
+    cos: Tensor2D,
+    sinSigned: Tensor2D,
+    kv: { past?: { k: Tensor4D; v: Tensor4D }; P: number; room: number; inPlace: boolean },
+  ): Tensor[] {
+    const { past, P, room, inPlace } = kv;
     const c = this.config;
     const [B, T] = x.shape; // x: [B, T, d]
     const H = c.numAttentionHeads;
@@ -983,13 +1084,28 @@ class LlamaModel implements Llama {
     const [x1, k, v] = tidy(() => {
       const h = rmsNorm(x, l.inputNorm, c.rmsNormEps); // [B, T, d]
       const q = applyRope(heads(this.project(h, l.q), H), cos, sinSigned); // [B, H, T, hd]
-      const kNew = applyRope(heads(this.project(h, l.k), kvH), cos, sinSigned); // [B, kvH, T, hd]
-      const vNew = heads(this.project(h, l.v), kvH); // [B, kvH, T, hd]
-      const kAll = past ? concat([past.k, kNew], 2) : kNew; // [B, kvH, S, hd], S = P + T
-      const vAll = past ? concat([past.v, vNew], 2) : vNew;
+      let kAll: Tensor4D; // [B, kvH, room, hd], positions [0, S) valid, S = P + T
+      let vAll: Tensor4D;
+      if (inPlace) {
+        // The new keys (RoPE applied in the write) and values go straight into the cache buffer.
+        const target = (t: Tensor4D | undefined) => {
+          if (t && t.shape[2] === room) return t;
+          const fresh = zeros([B, kvH, room, hd]) as Tensor4D; // a new or a grown cache
+          return t ? kvCacheWrite(fresh, slice(t, [0, 0, 0, 0], [-1, -1, P, -1]) as Tensor4D, 0) : fresh;
+        };
+        const bthd = (t: Tensor) => reshape(t, [B, T, kvH, hd]) as Tensor4D; // no head transpose
+        kAll = kvCacheWrite(target(past?.k), bthd(this.project(h, l.k)), P, { layout: 'BTHD', rope: { cos, sinSigned } });
+        vAll = kvCacheWrite(target(past?.v), bthd(this.project(h, l.v)), P, { layout: 'BTHD' });
+      } else {
+        const valid = (t: Tensor4D) => (t.shape[2] === P ? t : (slice(t, [0, 0, 0, 0], [-1, -1, P, -1]) as Tensor4D));
+        const kNew = applyRope(heads(this.project(h, l.k), kvH), cos, sinSigned); // [B, kvH, T, hd]
+        const vNew = heads(this.project(h, l.v), kvH); // [B, kvH, T, hd]
+        kAll = past ? concat([valid(past.k), kNew], 2) : kNew; // [B, kvH, S, hd]
+        vAll = past ? concat([valid(past.v), vNew], 2) : vNew;
+      }
       // Causal, grouped-query (query head h reads kv head ⌊h / rep⌋), memory-bounded: a long
       // prompt runs in query × key blocks with an online softmax, never a [H, T, S] score tensor.
-      const attn = attention(q, kAll, vAll, { causal: true, scale: 1 / Math.sqrt(hd) }); // [B, H, T, hd]
+      const attn = attention(q, kAll, vAll, { causal: true, scale: 1 / Math.sqrt(hd), ...(inPlace ? { validKeys: P + T } : {}) }); // [B, H, T, hd]
       const merged = reshape(transpose(attn, [0, 2, 1, 3]), [B, T, H * hd]); // [B, T, H·hd]
       return [this.project(merged, l.o, { residual: x }), kAll, vAll]; // x1 = x + o(merged): [B, T, d]
     });
@@ -1017,6 +1133,10 @@ class LlamaModel implements Llama {
     const out: LlamaWeightBytes = { total: 0, linear: 0, scales: 0, embedding: 0, other: 0 };
     const matrix = (p: Proj): { data: number; scales: number; format?: QuantFormat } => {
       if (p.weight) return { data: 4 * p.weight.size, scales: 0 };
+      if (p.packed) {
+        const extra = 4 * ((p.packed.scales?.size ?? 0) + (p.packed.mins?.size ?? 0));
+        return { data: 4 * p.packed.data.size, scales: extra, ...(p.packed.format === 'bf16' ? {} : { format: p.packed.format }) };
+      }
       const info = w.store!.info(p.name)!;
       if (info.dtype !== 'q8' && info.dtype !== 'q4') return { data: info.byteLength, scales: 0 };
       const pk = w.store!.packed(p.name)!;

@@ -335,7 +335,9 @@ export async function loadInfLlava(source: CheckpointSource, opts: LoadInfLlavaO
             return concat(parts, 1) as Tensor3D; // [1, prompt + visual tokens, hidden]
           });
           visual.dispose();
-          const first = llm.forward({ inputsEmbeds: embeds, logitsToKeep: 1 });
+          // The cache is preallocated for the whole answer (webgpu writes each step in place).
+          const cacheCapacity = Math.min(embeds.shape[1] + o.maxNewTokens, llm.config.maxPositionEmbeddings);
+          const first = llm.forward({ inputsEmbeds: embeds, logitsToKeep: 1, cacheCapacity });
           cache = first.cache;
           return pick(first.logits);
         });
