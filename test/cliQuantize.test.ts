@@ -32,6 +32,26 @@ describe('inf-llava chat --quantize', () => {
     expect(r.stderr).toMatch(/\[wasm\] 2 tokens, stopped: max_tokens/);
   });
 
+  // The whole pipeline on one GPU: 18 CLIP passes, DEM, projector, prefill and decode on webgpu,
+  // the language model's q4 weights resident (SwiftShader in CI: about a minute, mostly shader
+  // compilation). Skipped with a notice where webgpu cannot start; required in CI.
+  it('--backend webgpu --quantize q4: the tiny model end to end on the GPU, time to first token and tokens/s reported', async () => {
+    const { backendStatus } = await import('./backends.js');
+    const why = (await backendStatus()).get('webgpu');
+    if (why && process.env.CI !== 'true') {
+      console.warn(`skipped: webgpu unavailable (${why})`);
+      return;
+    }
+    const r = spawnSync(process.execPath, ['dist/cli.js', 'chat', '--backend', 'webgpu', '--quantize', 'q4', '--max-tokens', '3', '--json', 'What is in the image?'], { encoding: 'utf8', timeout: 400_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { backend: string; tokens: number[]; quantize: string; timings_ms: Record<string, number> };
+    expect(j.backend).toBe('webgpu');
+    expect(j.quantize).toBe('q4');
+    expect(j.tokens.length).toBe(3);
+    expect(j.timings_ms.time_to_first_token).toBeGreaterThan(0);
+    expect(j.timings_ms.tokens_per_second).toBeGreaterThan(0);
+  }, 420_000);
+
   it('a bad or missing value: exit 2, the message and the usage on stderr, nothing on stdout', () => {
     for (const [args, pattern] of [
       [['chat', '--quantize', 'q3', 'q'], /^inf-llava: --quantize must be q8 or q4, got "q3"$/m],

@@ -9,37 +9,9 @@ import { expect, it } from 'vitest';
 import { linear, type LinearActivation, type LinearOptions } from '../src/ops/linear.js';
 import { MATMUL_FUSED_KERNEL, matMulTiles } from '../src/kernels/webgpu/matMulFused.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
-import { maxRelErr, randomData } from './oracle.js';
+import { act, maxRelErr, randomData } from './oracle.js';
 
 const TOL = 1e-5;
-
-function act(v: number, a: LinearActivation): number {
-  switch (a) {
-    case 'gelu':
-      return 0.5 * v * (1 + erf64(v / Math.SQRT2));
-    case 'quick-gelu':
-      return v / (1 + Math.exp(-1.702 * v));
-    case 'silu':
-      return v / (1 + Math.exp(-v));
-    default:
-      return v;
-  }
-}
-
-/** erf in float64: its Taylor series below 4.5 (cancellation costs < 1e-8), ±1 beyond (1 − erf(4.5) < 2e-10). */
-function erf64(x: number): number {
-  const ax = Math.abs(x);
-  if (ax >= 4.5) return Math.sign(x);
-  let sum = 0;
-  let term = ax;
-  for (let n = 0; n < 200; n++) {
-    const add = term / (2 * n + 1);
-    sum += add;
-    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    term *= (-ax * ax) / (n + 1);
-  }
-  return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
-}
 
 interface Case {
   name: string;

@@ -17,7 +17,7 @@ import { kvCacheWrite } from '../src/ops/kvCache.js';
 import { type LinearActivation } from '../src/ops/linear.js';
 import { dequantizePacked, packedLinear, packedLinearPlan, type PackedLinear, type PackedLinearOptions, type PackedWeightFormat } from '../src/ops/packedLinear.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
-import { maxRelErr, randomData } from './oracle.js';
+import { act, maxRelErr, randomData } from './oracle.js';
 
 const TOL = 1e-5;
 const f = Math.fround;
@@ -127,34 +127,6 @@ function layerOf(p: Packed, N: number, bias?: tf.Tensor1D): PackedLinear {
 }
 
 const disposeLayer = (l: PackedLinear) => tf.dispose([l.data, l.scales, l.mins].filter((t): t is tf.Tensor2D => !!t));
-
-function act(v: number, a: LinearActivation): number {
-  switch (a) {
-    case 'gelu':
-      return 0.5 * v * (1 + erf64(v / Math.SQRT2));
-    case 'quick-gelu':
-      return v / (1 + Math.exp(-1.702 * v));
-    case 'silu':
-      return v / (1 + Math.exp(-v));
-    default:
-      return v;
-  }
-}
-
-/** erf in float64 (Taylor series below 4.5, ±1 beyond). */
-function erf64(x: number): number {
-  const ax = Math.abs(x);
-  if (ax >= 4.5) return Math.sign(x);
-  let sum = 0;
-  let term = ax;
-  for (let n = 0; n < 200; n++) {
-    const add = term / (2 * n + 1);
-    sum += add;
-    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    term *= (-ax * ax) / (n + 1);
-  }
-  return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
-}
 
 /** act(x·Wᵀ + b) ⊙ u + r in float64 over the dequantised weight. */
 function reference(x: Float32Array, w: Float64Array, b: Float32Array | null, u: Float32Array | null, r: Float32Array | null, M: number, K: number, N: number, a: LinearActivation): Float64Array {

@@ -3,6 +3,7 @@
  * rather than as our reshape/transpose), and exact comparisons that never pass NaN.
  */
 import ndarray from 'ndarray';
+import type { LinearActivation } from '../src/ops/linear.js';
 import { expect } from 'vitest';
 
 export type Shape4 = [number, number, number, number];
@@ -92,4 +93,33 @@ export function maxRelErr(actual: ArrayLike<number>, ref: ArrayLike<number>, wha
     maxRef = Math.max(maxRef, Math.abs(ref[i]!));
   }
   return maxErr / Math.max(maxRef, floor);
+}
+
+/** A linear epilogue's activation in float64 (the references of the matMul kernels' tests). */
+export function act(v: number, a: LinearActivation): number {
+  switch (a) {
+    case 'gelu':
+      return 0.5 * v * (1 + erf64(v / Math.SQRT2));
+    case 'quick-gelu':
+      return v / (1 + Math.exp(-1.702 * v));
+    case 'silu':
+      return v / (1 + Math.exp(-v));
+    default:
+      return v;
+  }
+}
+
+/** erf in float64: its Taylor series below 4.5 (cancellation costs < 1e-8), ±1 beyond (1 − erf(4.5) < 2e-10). */
+export function erf64(x: number): number {
+  const ax = Math.abs(x);
+  if (ax >= 4.5) return Math.sign(x);
+  let sum = 0;
+  let term = ax;
+  for (let n = 0; n < 200; n++) {
+    const add = term / (2 * n + 1);
+    sum += add;
+    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    term *= (-ax * ax) / (n + 1);
+  }
+  return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
 }

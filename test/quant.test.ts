@@ -388,7 +388,7 @@ await describeEachBackend('LLaMA quantised at load (q8, q4) against transformers
 
   it('bad options are errors naming them, with no tensor left behind', async () => {
     const before = tf.memory().numTensors;
-    await expect(loadLlama(TINY, { quantise: 'q4' } as never)).rejects.toThrow(/loadLlama: unknown option "quantise" \(did you mean quantize\?\); options: prefix, lazyBlockElements, lazyGemvMaxRows, quantize, lazy, config/);
+    await expect(loadLlama(TINY, { quantise: 'q4' } as never)).rejects.toThrow(/loadLlama: unknown option "quantise" \(did you mean quantize\?\); options: prefix, lazyBlockElements, lazyGemvMaxRows, quantize, webgpuResident, lazy, config/);
     await expect(loadLlama(TINY, { quantize: 'q3' as 'q4' })).rejects.toThrow(/loadLlama: quantize must be 'q8' or 'q4', got "q3"/);
     await expect(loadLlama(TINY, { quantize: 'q4', lazy: false })).rejects.toThrow(/quantize needs the lazy residency/);
     const { loadInfLlava } = await import('../src/pipeline/infLlava.js');

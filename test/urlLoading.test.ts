@@ -145,14 +145,15 @@ function urlOf(path: string, mode = 'range'): string {
   throw new Error(`not served: ${path}`);
 }
 
-const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync() as Float32Array).buffer));
+// Asynchronous reads: webgpu in Node cannot read back synchronously.
+const bits = async (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from((await t.data()) as Float32Array).buffer));
 
-function expectSameTensors(a: Record<string, tf.Tensor>, b: Record<string, tf.Tensor>): void {
+async function expectSameTensors(a: Record<string, tf.Tensor>, b: Record<string, tf.Tensor>): Promise<void> {
   expect(Object.keys(a)).toEqual(Object.keys(b));
   for (const k of Object.keys(a)) {
     expect(a[k]!.shape, k).toEqual(b[k]!.shape);
     expect(a[k]!.dtype, k).toBe(b[k]!.dtype);
-    expect(bits(a[k]!), k).toEqual(bits(b[k]!));
+    expect(await bits(a[k]!), k).toEqual(await bits(b[k]!));
   }
 }
 
@@ -236,7 +237,7 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
       server.reset();
       const url = urlOf(CKPT);
       const [a, b] = [await loadSafetensors(url, { prefix }), await loadSafetensors(CKPT, { prefix })];
-      expectSameTensors(a.tensors, b.tensors);
+      await expectSameTensors(a.tensors, b.tensors);
       expect(Object.keys(a.tensors).length).toBe(wanted.length);
       disposeAll(a, b);
       const sent = server.bytesSent();
@@ -263,7 +264,7 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
     const wantedBytes = wanted.reduce((a, e) => a + e.end - e.begin, 0);
     const ref = await loadSafetensors(CKPT, { prefix });
     const small = await loadSafetensors(urlOf(CKPT), { prefix, maxRequestBytes: 1000 });
-    expectSameTensors(small.tensors, ref.tensors);
+    await expectSameTensors(small.tensors, ref.tensors);
     const data = server.requests.slice(2);
     expect(data.every((r) => { const [s, e] = r.range!.slice(6).split('-').map(Number); return e! - s! + 1 <= 1000; })).toBe(true);
     expect(server.bytesSent()).toBe(8 + header.headerLength + wantedBytes);
@@ -276,7 +277,7 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
     const joined = await loadSafetensors(urlOf(CKPT), { prefix: two, coalesceGapBytes: gap });
     expect(server.requests.slice(2).map((r) => r.range)).toEqual([`bytes=${header.dataOffset + picked[0]!.begin}-${header.dataOffset + picked[1]!.end - 1}`]);
     const apart = await loadSafetensors(CKPT, { prefix: two });
-    expectSameTensors(joined.tensors, apart.tensors);
+    await expectSameTensors(joined.tensors, apart.tensors);
     disposeAll(ref, small, joined, apart);
   });
 
@@ -297,7 +298,7 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
     const ref = await loadSafetensors(dir);
     for (const source of [`${urlOf(dir)}/`, new URL(`${urlOf(dir)}/model.safetensors.index.json`), pickedFolder(dir)]) {
       const r = await loadSafetensors(source);
-      expectSameTensors(r.tensors, ref.tensors);
+      await expectSameTensors(r.tensors, ref.tensors);
       expect({ ...r.metadata }).toEqual({ total_size: '123' });
       disposeAll(r);
     }
@@ -324,7 +325,7 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
       const url = urlOf(CKPT, 'norange');
       const ref = await loadSafetensors(CKPT, { prefix: 'model.spatial_embed.' });
       const a = await loadSafetensors(url, { prefix: 'model.spatial_embed.' });
-      expectSameTensors(a.tensors, ref.tensors);
+      await expectSameTensors(a.tensors, ref.tensors);
       expect(server.requests.length).toBe(1);
       expect(server.bytesSent()).toBe(size);
       expect(warn).toHaveBeenCalledTimes(1);
@@ -416,11 +417,11 @@ describe('loadSafetensors over HTTP, from Blobs and Files', () => {
     const bytes = new Uint8Array(readFileSync(CKPT));
     const all = readSafetensors(bytes);
     const fromBlob = await loadSafetensors(new Blob([bytes]));
-    expectSameTensors(fromBlob.tensors, all.tensors);
+    await expectSameTensors(fromBlob.tensors, all.tensors);
     const file = new File([bytes], 'model.safetensors');
     const some = await loadSafetensors(file, { prefix: 'model.mm_projector.' });
     expect(Object.keys(some.tensors).length).toBeGreaterThan(0);
-    for (const k of Object.keys(some.tensors)) expect(bits(some.tensors[k]!)).toEqual(bits(all.tensors[k]!));
+    for (const k of Object.keys(some.tensors)) expect(await bits(some.tensors[k]!)).toEqual(await bits(all.tensors[k]!));
     disposeAll(all, fromBlob, some);
     for (const src of [await openByteSource(file), await openByteSource(urlOf(CKPT)), await openByteSource(CKPT)]) {
       try {
@@ -453,8 +454,8 @@ await describeEachBackend('loaders from a base URL and from Files', () => {
     const pixels = tf.randomNormal([1, models[0]!.config.imageSize, models[0]!.config.imageSize, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
     try {
       const outs = models.map((m) => m.features(pixels));
-      expect(bits(outs[1]!)).toEqual(bits(outs[0]!));
-      expect(bits(outs[2]!)).toEqual(bits(outs[0]!));
+      expect(await bits(outs[1]!)).toEqual(await bits(outs[0]!));
+      expect(await bits(outs[2]!)).toEqual(await bits(outs[0]!));
       tf.dispose(outs);
     } finally {
       pixels.dispose();
@@ -472,8 +473,8 @@ await describeEachBackend('loaders from a base URL and from Files', () => {
           cache.dispose();
           return l;
         });
-        expect(bits(logits[1]!), dir).toEqual(bits(logits[0]!));
-        expect(bits(logits[2]!), dir).toEqual(bits(logits[0]!));
+        expect(await bits(logits[1]!), dir).toEqual(await bits(logits[0]!));
+        expect(await bits(logits[2]!), dir).toEqual(await bits(logits[0]!));
         tf.dispose(logits);
       } finally {
         models.forEach((m) => m.dispose());
@@ -504,8 +505,8 @@ await describeEachBackend('loaders from a base URL and from Files', () => {
         expect(r.text).toBe(results[0]!.text);
       }
       const visual = await Promise.all(models.map((m) => m.vision.encode(image)));
-      expect(bits(visual[1]!)).toEqual(bits(visual[0]!));
-      expect(bits(visual[2]!)).toEqual(bits(visual[0]!));
+      expect(await bits(visual[1]!)).toEqual(await bits(visual[0]!));
+      expect(await bits(visual[2]!)).toEqual(await bits(visual[0]!));
       tf.dispose(visual);
     } finally {
       image.dispose();

@@ -10,7 +10,11 @@ Kinds: matmul {m,k,n} (torch.mm); attention {B,H,Hkv,Tq,Tk,dk,causal}
 (F.scaled_dot_product_attention, enable_gqa, bottom-right causal); dem {n,h,d,heads} (the
 official SpatialEmbed forward, batched windows, SDPA); clip {hiddenSize, ..., images, layer}
 (a CLIP vision tower to hidden_states[layer], all images in one batch, SDPA); packed {format,m,k,n}
-(F.linear in bf16 for every format: PyTorch's own decode path; the only non-fp32 case).
+(F.linear in bf16 for every format: PyTorch's own decode path); llama {vocab, hidden, intermediate,
+layers, heads, kvHeads, headDim, ropeTheta, eps, prefill, decode, ...} (a synthetic LLaMA in bf16:
+our own torch model with a static KV cache, and transformers' LlamaForCausalLM if importable;
+prefill and greedy decode timed, one `.item()` per step; the row's `variants`). packed and llama
+are the bf16 cases; the rest is fp32.
 
 fp32 strictly: TF32 off for matmul and cuDNN. Per case: warm-up, then `reps` calls, each followed
 by torch.cuda.synchronize() (median: `median_ms`); `reps` calls with the result copied to the host
@@ -203,6 +207,217 @@ def build(case: Dict[str, object], dev: torch.device) -> Callable[[], torch.Tens
     raise ValueError(f"unknown kind {kind!r}")
 
 
+# ---------------------------------------------------------------------------
+# LLaMA (kind "llama"): the synthetic LLaMA-3-8B of bench/gpu/run.ts's llama8b group, bf16
+# ---------------------------------------------------------------------------
+
+
+def llama_prompt(n: int, vocab: int, bos: int) -> List[int]:
+    """BOS, then the LCG of bench/gpu/run.ts llamaPrompt (the same ids)."""
+    out, s = [bos], 12345
+    while len(out) < n:
+        s = (s * 1103515245 + 12345) % 2**31
+        out.append(s % vocab)
+    return out
+
+
+class SynthLlama:
+    """LLaMA written directly in torch, bf16: RMSNorm (fp32 statistics, as transformers), RoPE
+    (rotate_half), GQA through SDPA, SwiGLU; q/k/v and gate/up fused into one matrix each; a static
+    KV cache preallocated for `capacity` positions and written in place. Random weights uniform in
+    ±0.02 (as the webgpu side's), norms ones."""
+
+    def __init__(self, p: Dict[str, object], dev: torch.device, dtype: torch.dtype = torch.bfloat16):
+        self.V, self.d, self.I = int(p["vocab"]), int(p["hidden"]), int(p["intermediate"])
+        self.L, self.H, self.KV, self.hd = int(p["layers"]), int(p["heads"]), int(p["kvHeads"]), int(p["headDim"])
+        self.eps, self.capacity, self.dev, self.dtype = float(p["eps"]), int(p["capacity"]), dev, dtype
+        g = torch.Generator(device=dev).manual_seed(0)
+
+        def u(*shape: int) -> torch.Tensor:
+            w = torch.empty(*shape, device=dev, dtype=dtype)
+            for r in range(0, shape[0], 8192):  # in row blocks: no float32 copy of lm_head
+                blk = torch.rand(min(8192, shape[0] - r), *shape[1:], device=dev, generator=g)
+                w[r:r + blk.shape[0]] = (blk * 0.04 - 0.02).to(dtype)
+            return w
+
+        qkv = (self.H + 2 * self.KV) * self.hd
+        self.embed = u(self.V, self.d)
+        self.layers = [dict(ln1=torch.ones(self.d, device=dev, dtype=dtype), wqkv=u(qkv, self.d), wo=u(self.d, self.H * self.hd),
+                            ln2=torch.ones(self.d, device=dev, dtype=dtype), wgu=u(2 * self.I, self.d), wd=u(self.d, self.I))
+                       for _ in range(self.L)]
+        self.norm = torch.ones(self.d, device=dev, dtype=dtype)
+        self.lm_head = u(self.V, self.d)
+        inv = 1.0 / (float(p["ropeTheta"]) ** (torch.arange(0, self.hd, 2, device=dev, dtype=torch.float32) / self.hd))
+        f = torch.outer(torch.arange(self.capacity, device=dev, dtype=torch.float32), inv)
+        emb = torch.cat([f, f], -1)
+        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)  # [capacity, hd]
+        self.k = [torch.zeros(1, self.KV, self.capacity, self.hd, device=dev, dtype=dtype) for _ in range(self.L)]
+        self.v = [torch.zeros_like(t) for t in self.k]
+        try:
+            kv = torch.zeros(1, 1, 1, 8, device=dev, dtype=dtype)
+            F.scaled_dot_product_attention(torch.zeros(1, 2, 1, 8, device=dev, dtype=dtype), kv, kv, enable_gqa=True)
+            self.gqa = True
+        except (TypeError, RuntimeError):  # torch < 2.5: repeat the kv heads
+            self.gqa = False
+
+    def rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(self.dtype) * w
+
+    @staticmethod
+    def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # x [1, n, T, hd]
+        h = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., h:], x[..., :h]], -1) * sin
+
+    def forward(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
+        """ids [1, T] at positions [pos, pos + T) → logits of the last position [1, V] (the cache written in place)."""
+        T = ids.shape[1]
+        H, KV, hd = self.H, self.KV, self.hd
+        cos, sin = self.cos[pos:pos + T], self.sin[pos:pos + T]
+        x = self.embed[ids]  # [1, T, d]
+        for i, l in enumerate(self.layers):
+            h = self.rms(x, l["ln1"])
+            q, k, v = (h @ l["wqkv"].T).split([H * hd, KV * hd, KV * hd], -1)
+            q = self.rope(q.view(1, T, H, hd).transpose(1, 2), cos, sin)
+            self.k[i][:, :, pos:pos + T] = self.rope(k.view(1, T, KV, hd).transpose(1, 2), cos, sin)
+            self.v[i][:, :, pos:pos + T] = v.view(1, T, KV, hd).transpose(1, 2)
+            kc, vc = self.k[i][:, :, :pos + T], self.v[i][:, :, :pos + T]
+            if not self.gqa:
+                kc, vc = kc.repeat_interleave(H // KV, 1), vc.repeat_interleave(H // KV, 1)
+            kw = {"enable_gqa": True} if self.gqa and H != KV else {}
+            if T == 1:
+                a = F.scaled_dot_product_attention(q, kc, vc, **kw)
+            elif pos == 0:
+                a = F.scaled_dot_product_attention(q, kc, vc, is_causal=True, **kw)
+            else:  # bottom-right causal
+                mask = torch.ones(T, pos + T, dtype=torch.bool, device=self.dev).tril(diagonal=pos)
+                a = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, **kw)
+            x = x + a.transpose(1, 2).reshape(1, T, H * hd) @ l["wo"].T
+            g, up = (self.rms(x, l["ln2"]) @ l["wgu"].T).split(self.I, -1)
+            x = x + (F.silu(g) * up) @ l["wd"].T
+        return self.rms(x[:, -1], self.norm) @ self.lm_head.T  # [1, V]
+
+
+def _hf_model(p: Dict[str, object], dev: torch.device):
+    """transformers' LlamaForCausalLM from a config, random init, bf16 on `dev` (ImportError when absent)."""
+    import transformers  # noqa: F401
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=int(p["vocab"]), hidden_size=int(p["hidden"]), intermediate_size=int(p["intermediate"]),
+                      num_hidden_layers=int(p["layers"]), num_attention_heads=int(p["heads"]), num_key_value_heads=int(p["kvHeads"]),
+                      head_dim=int(p["headDim"]), rms_norm_eps=float(p["eps"]), rope_theta=float(p["ropeTheta"]),
+                      max_position_embeddings=int(p["maxPositions"]), tie_word_embeddings=False, bos_token_id=int(p["bos"]))
+    cfg._attn_implementation = "sdpa"
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # built in bf16 on the device: no 32 GB float32 detour
+    try:
+        with dev:
+            model = LlamaForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    return model.to(device=dev, dtype=torch.bfloat16).eval(), transformers.__version__
+
+
+def time_llama(case: Dict[str, object], dev: torch.device, reps: int) -> Dict[str, object]:
+    """Prefill (median of `prefillReps` after one warm-up, logits read back) and greedy decode
+    (`decode` steps after `decodeWarmup`, one `.item()` per step), for our own bf16 LLaMA and
+    transformers' (if importable). One row per case; the two models in `variants`."""
+    p = case["params"]
+    T, steps, warm = int(p["prefill"]), int(p["decode"]), int(p["decodeWarmup"])
+    n = max(1, min(reps, int(p.get("prefillReps", 3))))
+    ids = torch.tensor([llama_prompt(T, int(p["vocab"]), int(p["bos"]))], device=dev)
+    variants: List[Dict[str, object]] = []
+
+    def mem() -> Dict[str, object]:
+        return {"weight_bytes": torch.cuda.memory_allocated(dev) if dev.type == "cuda" else None}
+
+    def run(label: str, build_fn, prefill_fn, step_fn) -> None:
+        v: Dict[str, object] = {"label": label}
+        try:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(dev)
+            t0 = time.perf_counter()
+            state = build_fn()
+            sync(dev)
+            v["load_s"] = round(time.perf_counter() - t0, 3)
+            v.update(mem())
+            times = []
+            for i in range(n + 1):
+                t0 = time.perf_counter()
+                logits, cache = prefill_fn(state)
+                host = logits.float().cpu()
+                times.append((time.perf_counter() - t0) * 1e3)
+            v["first_prefill_ms"] = round(times[0], 3)
+            v["prefill_times_ms"] = [round(t, 3) for t in times[1:]]
+            v["prefill_ms"] = round(statistics.median(times[1:]), 3)
+            finite = bool(torch.isfinite(host).all())
+            out = [int(logits.argmax(-1).item())]
+            pos = T
+            for _ in range(warm):
+                logits, cache = step_fn(state, out[-1], pos, cache)
+                out.append(int(logits.argmax(-1).item()))
+                pos += 1
+            sync(dev)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                logits, cache = step_fn(state, out[-1], pos, cache)
+                out.append(int(logits.argmax(-1).item()))
+                pos += 1
+            v["decode_ms_per_token"] = round((time.perf_counter() - t0) * 1e3 / steps, 4)
+            v["finite"] = finite and bool(torch.isfinite(logits).all())
+            v["ids"], v["distinct_ids"], v["first_ids"] = len(out), len(set(out)), out[:8]
+            v["peak_bytes"] = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+            log(f"    {label}: load {v['load_s']:.1f} s, prefill {T}: {v['prefill_ms']:.2f} ms (first {v['first_prefill_ms']:.0f}), "
+                f"decode {v['decode_ms_per_token']:.2f} ms/token ({1e3 / v['decode_ms_per_token']:.1f} tok/s), "
+                f"{'finite' if v['finite'] else 'NOT FINITE'}, ids {out[:8]}…")
+            del state, logits, cache
+        except Exception as e:  # noqa: BLE001  (one model failing, e.g. out of memory, is a note)
+            v["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log(f"    {label}: FAILED {v['error']}")
+        variants.append(v)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    run("bf16 (own: fused qkv and gate/up, static KV cache, SDPA)",
+        lambda: SynthLlama(p, dev),
+        lambda m: (m.forward(ids, 0), None),
+        lambda m, tok, pos, cache: (m.forward(torch.tensor([[tok]], device=dev), pos), None))
+
+    try:
+        import transformers  # noqa: F401
+        have_hf = True
+    except Exception as e:  # noqa: BLE001
+        have_hf = False
+        variants.append({"label": "transformers LlamaForCausalLM", "error": f"not importable ({type(e).__name__}: {e})"})
+        log(f"    transformers: not importable ({type(e).__name__})")
+    if have_hf:
+        hf_version: List[str] = []
+
+        def hf_build():
+            m, ver = _hf_model(p, dev)
+            hf_version.append(ver)
+            return m
+
+        def hf_call(m, x, cache):
+            kw = {"use_cache": True, "past_key_values": cache}
+            try:
+                o = m(x, logits_to_keep=1, **kw)
+            except TypeError:  # transformers < 4.50: num_logits_to_keep (or neither)
+                o = m(x, **kw)
+            return o.logits[:, -1], o.past_key_values
+
+        run("bf16 transformers LlamaForCausalLM (sdpa, DynamicCache)",
+            hf_build,
+            lambda m: hf_call(m, ids, None),
+            lambda m, tok, pos, cache: hf_call(m, torch.tensor([[tok]], device=dev), cache))
+        if hf_version:
+            variants[-1]["label"] = f"bf16 transformers {hf_version[0]} LlamaForCausalLM (sdpa, DynamicCache)"
+    own = variants[0]
+    return {"median_ms": own.get("prefill_ms"), "pipelined_ms": None, "readback_ms": None, "variants": variants,
+            **({"error": own["error"]} if "error" in own else {})}
+
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -276,6 +491,13 @@ def main() -> int:
         for i, case in enumerate(spec["cases"], 1):
             row: Dict[str, object] = {"name": case["name"]}
             try:
+                if case["kind"] == "llama":
+                    log(f"  [{i}/{len(spec['cases'])}] {case['name']}:")
+                    row.update(time_llama(case, dev, reps))
+                    rows.append(row)
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
                 fn = build(case, dev)
                 row.update(time_case(fn, dev, reps, warmup, bool(case.get("pipeline", True))))
                 del fn

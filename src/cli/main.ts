@@ -315,7 +315,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ model, image: imagePath, backend: tf.getBackend(), question: args.question, text: result.text, tokens: result.tokens, stop_reason: result.stopReason, timings_ms: timings, quantize: args.quantize ?? null, weight_bytes: weightBytes })}\n`);
     } else {
       process.stdout.write('\n');
-      const line = Object.entries(timings).map(([k, v]) => `${k} ${k === 'tokens_per_second' ? v.toFixed(2) : `${v.toFixed(0)} ms`}`).join(', ');
+      const line = Object.entries(timings).map(([k, v]) => k === 'tokens_per_second' ? `${v.toFixed(2)} tokens/s` : `${k} ${v.toFixed(0)} ms`).join(', ');
       process.stderr.write(`\n[${tf.getBackend()}] ${result.tokens.length} tokens, stopped: ${stopWords(result.stopReason, context)}; ${line}\n`);
     }
     return 0;

@@ -67,7 +67,11 @@ export interface GenerateResult {
   tokens: number[];
   /** Why generation stopped. */
   stopReason: StopReason;
-  /** Milliseconds per stage: decode_image, encode_image, prefill, decode (all tokens), total. */
+  /**
+   * Milliseconds per stage: decode_image, encode_image, prefill, decode (all steps after the
+   * first token), total; time_to_first_token (from the call to the first token sampled), and
+   * tokens_per_second (decode steps per second; not milliseconds).
+   */
   timings: Record<string, number>;
 }
 
@@ -343,6 +347,7 @@ export async function loadInfLlava(source: CheckpointSource, opts: LoadInfLlavaO
         });
         embeds?.dispose();
         clock('prefill', t0);
+        timings.time_to_first_token = performance.now() - start; // the first token is sampled from the prefill
         t0 = performance.now();
         while (true) {
           tokens.push(next);
@@ -378,7 +383,8 @@ export async function loadInfLlava(source: CheckpointSource, opts: LoadInfLlavaO
       const streamed = text;
       text = tokenizer.decode(tokens, { skipSpecialTokens: true });
       if (text.length > streamed.length && text.startsWith(streamed)) o.onToken?.(text.slice(streamed.length));
-      timings.tokens_per_second = tokens.length / ((timings.decode ?? 0) / 1000 || Infinity);
+      // Decode steps: every token after the first (which came from the prefill).
+      timings.tokens_per_second = tokens.length > 1 ? (tokens.length - 1) / ((timings.decode ?? 0) / 1000 || Infinity) : 0;
       clock('total', start);
       return { text, tokens, stopReason, timings };
     },
