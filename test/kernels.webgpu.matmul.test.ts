@@ -9,7 +9,7 @@ import { expect, it } from 'vitest';
 import { linear, type LinearActivation, type LinearOptions } from '../src/ops/linear.js';
 import { MATMUL_FUSED_KERNEL, matMulTiles } from '../src/kernels/webgpu/matMulFused.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
-import { act, maxRelErr, randomData } from './oracle.js';
+import { linearReference, maxRelErr, randomData } from './oracle.js';
 
 const TOL = 1e-5;
 
@@ -52,22 +52,6 @@ const CASES: Case[] = [
   { name: '577 × 1024 → 256 (CLIP-like)', lead: [577], K: 1024, N: 256, epilogues: [ALL[4]!, ALL[8]!] },
 ];
 
-/** act(x·wᵀ + b) ⊙ u + r in float64. */
-function reference(x: Float32Array, w: Float32Array, b: Float32Array | null, u: Float32Array | null, r: Float32Array | null, M: number, K: number, N: number, a: LinearActivation): Float64Array {
-  const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      if (b) s += b[n]!;
-      s = act(s, a);
-      if (u) s *= u[m * N + n]!;
-      if (r) s += r[m * N + n]!;
-      out[m * N + n] = s;
-    }
-  return out;
-}
-
 const label = (e: Epi) => `${e.activation}${e.bias ? '+bias' : ''}${e.multiply ? '⊙u' : ''}${e.residual ? '+res' : ''}`;
 
 await describeEachBackend('fused linear kernel (webgpu)', (backend) => {
@@ -86,7 +70,7 @@ await describeEachBackend('fused linear kernel (webgpu)', (backend) => {
         const [y, c] = tf.tidy(() => [linear(x, layer, { activation: a, residual: r }), linear(x, layer, { activation: a, residual: r, kernel: 'composition' })]);
         const yd = await y!.data();
         expect(maxRelErr(yd, await c!.data())).toBe(0);
-        expect(maxRelErr(yd, reference(xd, wd, bd, null, rd, M, K, N, a))).toBeLessThanOrEqual(TOL);
+        expect(maxRelErr(yd, linearReference(xd, wd, bd, null, rd, M, K, N, a))).toBeLessThanOrEqual(TOL);
         tf.dispose([y!, c!]);
       }
       tf.dispose([x, layer.weight, layer.bias, r]);
@@ -113,7 +97,7 @@ await describeEachBackend('fused linear kernel (webgpu)', (backend) => {
         const opts: LinearOptions = { activation: e.activation };
         if (e.multiply) opts.multiply = u;
         if (e.residual) opts.residual = r;
-        const ref = reference(xd, wd, e.bias ? bd : null, e.multiply ? ud : null, e.residual ? rd : null, M, K, N, e.activation);
+        const ref = linearReference(xd, wd, e.bias ? bd : null, e.multiply ? ud : null, e.residual ? rd : null, M, K, N, e.activation);
         const comp = tf.tidy(() => linear(x, layer, { ...opts, kernel: 'composition' }));
         const compData = await comp.data();
         comp.dispose();

@@ -17,7 +17,7 @@ import { kvCacheWrite } from '../src/ops/kvCache.js';
 import { type LinearActivation } from '../src/ops/linear.js';
 import { dequantizePacked, packedLinear, packedLinearPlan, type PackedLinear, type PackedLinearOptions, type PackedWeightFormat } from '../src/ops/packedLinear.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
-import { act, maxRelErr, randomData } from './oracle.js';
+import { linearReference, maxRelErr, randomData } from './oracle.js';
 
 const TOL = 1e-5;
 const f = Math.fround;
@@ -128,22 +128,6 @@ function layerOf(p: Packed, N: number, bias?: tf.Tensor1D): PackedLinear {
 
 const disposeLayer = (l: PackedLinear) => tf.dispose([l.data, l.scales, l.mins].filter((t): t is tf.Tensor2D => !!t));
 
-/** act(x·Wᵀ + b) ⊙ u + r in float64 over the dequantised weight. */
-function reference(x: Float32Array, w: Float64Array, b: Float32Array | null, u: Float32Array | null, r: Float32Array | null, M: number, K: number, N: number, a: LinearActivation): Float64Array {
-  const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      if (b) s += b[n]!;
-      s = act(s, a);
-      if (u) s *= u[m * N + n]!;
-      if (r) s += r[m * N + n]!;
-      out[m * N + n] = s;
-    }
-  return out;
-}
-
 interface Epi {
   activation: LinearActivation;
   bias: boolean;
@@ -194,7 +178,7 @@ await describeEachBackend('packed linear, KV cache, attention over a preallocate
         const before = tf.memory().numTensors;
         const y = packedLinear(x, layer, { activation: 'silu', residual: r });
         expect(tf.memory().numTensors - before).toBe(1);
-        const err = maxRelErr(await y.data(), reference(xd, p.dequant, bd, null, rd, M, K, N, 'silu'));
+        const err = maxRelErr(await y.data(), linearReference(xd, p.dequant, bd, null, rd, M, K, N, 'silu'));
         expect(err, `${format}: ${err.toExponential(2)}`).toBeLessThanOrEqual(TOL);
         tf.dispose([x, b, r, y]);
         disposeLayer(layer);
@@ -227,7 +211,7 @@ await describeEachBackend('packed linear, KV cache, attention over a preallocate
             const opts: PackedLinearOptions = { activation: e.activation };
             if (e.multiply) opts.multiply = u;
             if (e.residual) opts.residual = r;
-            const ref = reference(xd, p.dequant, e.bias ? bd : null, e.multiply ? ud : null, e.residual ? rd : null, M, K, N, e.activation);
+            const ref = linearReference(xd, p.dequant, e.bias ? bd : null, e.multiply ? ud : null, e.residual ? rd : null, M, K, N, e.activation);
             const comp = packedLinear(x, l, { ...opts, kernel: 'composition' });
             const compData = await comp.data();
             comp.dispose();
@@ -269,7 +253,7 @@ await describeEachBackend('packed linear, KV cache, attention over a preallocate
         for (const M of [1, 4, 12]) {
           const xd = randomData(M * K, 32 + M);
           const x = tf.tensor2d(xd, [M, K]);
-          const ref = reference(xd, p.dequant, null, null, null, M, K, N, 'none');
+          const ref = linearReference(xd, p.dequant, null, null, null, M, K, N, 'none');
           for (const reduction of M <= 8 ? (['subgroup', 'workgroup'] as const).filter((r) => r === 'workgroup' || webgpuSubgroupKernels()) : [undefined]) {
             const y = packedLinear(x, layer, reduction ? { kernel: 'fused', reduction } : { kernel: 'fused' });
             const err = maxRelErr(await y.data(), ref);
@@ -295,7 +279,7 @@ await describeEachBackend('packed linear, KV cache, attention over a preallocate
         const xd = randomData(M * K, 42);
         const x = tf.tensor2d(xd, [M, K]);
         const y = packedLinear(x, layer, { kernel: 'fused', variant: 'gemm' });
-        expect(maxRelErr(await y.data(), reference(xd, p.dequant, null, null, null, M, K, N, 'none'))).toBeLessThanOrEqual(TOL);
+        expect(maxRelErr(await y.data(), linearReference(xd, p.dequant, null, null, null, M, K, N, 'none'))).toBeLessThanOrEqual(TOL);
         y.dispose();
         x.dispose();
         disposeLayer(layer);

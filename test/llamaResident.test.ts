@@ -7,32 +7,44 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { loadLlama, type Llama } from '../src/models/llama.js';
 import { describeEachBackend } from './backends.js';
+import { maxRelErr } from './oracle.js';
 
 const BF16 = 'test/fixtures/llama/tiny-llama-bf16'; // d 64, mlp 128, 2 layers, V 300, bf16
 const TINY = 'test/fixtures/llama/tiny-llama'; // the same shapes, float32
 const PROMPT = [[1, 17, 42, 99, 7, 250, 3, 64]];
 const NEXT = [5, 123, 77];
 
-/** Bytes tfjs uploads from CPU values to the GPU while `f` runs (webgpu; 0 elsewhere). */
-async function uploadedBytes<T>(f: () => Promise<T> | T): Promise<{ result: T; bytes: number; largest: number }> {
+/**
+ * Prefills PROMPT, then counts the bytes tfjs uploads from CPU values to the GPU during one
+ * decode step (webgpu; 0 elsewhere): the total and the largest single upload.
+ */
+async function decodeStepUploads(model: Llama, cacheCapacity?: number): Promise<{ bytes: number; largest: number }> {
+  const first = model.forward({ inputIds: PROMPT, cacheCapacity });
+  first.logits.dispose();
   const b = tf.backend() as unknown as { uploadToGPU?: (id: object) => void; tensorMap?: { get(id: object): { values?: ArrayLike<number> | null } | undefined } };
   const original = b.uploadToGPU;
-  if (tf.getBackend() !== 'webgpu' || !original || !b.tensorMap) return { result: await f(), bytes: 0, largest: 0 };
+  const spy = tf.getBackend() === 'webgpu' && original && b.tensorMap;
   let bytes = 0;
   let largest = 0;
-  b.uploadToGPU = function (id: object) {
-    const values = b.tensorMap!.get(id)?.values;
-    if (values) {
-      bytes += 4 * values.length;
-      largest = Math.max(largest, 4 * values.length);
-    }
-    return original.call(this, id);
-  };
-  try {
-    return { result: await f(), bytes, largest };
-  } finally {
-    b.uploadToGPU = original;
+  if (spy) {
+    b.uploadToGPU = function (id: object) {
+      const values = b.tensorMap!.get(id)?.values;
+      if (values) {
+        bytes += 4 * values.length;
+        largest = Math.max(largest, 4 * values.length);
+      }
+      return original.call(this, id);
+    };
   }
+  try {
+    const step = model.forward({ inputIds: [[5]], cache: first.cache });
+    await step.logits.data();
+    step.logits.dispose();
+    step.cache.dispose();
+  } finally {
+    if (spy) b.uploadToGPU = original;
+  }
+  return { bytes, largest };
 }
 
 /** Prefill PROMPT, then decode NEXT token by token: every step's logits, concatenated. */
@@ -49,18 +61,6 @@ async function run(model: Llama, cacheCapacity?: number): Promise<Float32Array> 
   return Float32Array.from(out);
 }
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  let err = 0;
-  let ref = 0;
-  for (let i = 0; i < a.length; i++) {
-    const e = Math.abs(a[i]! - b[i]!);
-    if (!(e <= Number.MAX_VALUE)) return Infinity;
-    err = Math.max(err, e);
-    ref = Math.max(ref, Math.abs(b[i]!));
-  }
-  return err / ref;
-}
-
 await describeEachBackend('LLaMA weights resident on the GPU', (backend) => {
   const gpu = backend === 'webgpu';
 
@@ -71,42 +71,24 @@ await describeEachBackend('LLaMA weights resident on the GPU', (backend) => {
     // 5 norms always; on webgpu 2 layers × 7 projections + lm_head, packed.
     expect(after.numTensors - before.numTensors).toBe(5 + (gpu ? 15 : 0));
     const w = model.weightBytes();
-    // bf16 words: 2 bytes per weight: 2 × (4·64·64... ) computed from the shapes.
+    // bf16 words: 2 bytes per weight, lm_head [300, 64] included.
     const perLayer = 64 * 64 + 32 * 64 + 32 * 64 + 64 * 64 + 3 * 128 * 64; // q, k, v, o, gate, up, down
     expect(w.linear).toBe(2 * (2 * perLayer + 300 * 64));
     if (gpu) expect(after.numBytes - before.numBytes).toBeGreaterThanOrEqual(w.linear);
 
-    let { logits, cache } = model.forward({ inputIds: PROMPT, cacheCapacity: 16 });
-    logits.dispose();
-    const step = await uploadedBytes(async () => {
-      const r = model.forward({ inputIds: [[5]], cache });
-      await r.logits.data();
-      return r;
-    });
-    ({ logits, cache } = step.result);
+    const step = await decodeStepUploads(model, 16);
     // The token's embedding row (64 floats), rope tables and scalars: far below the smallest matrix (4 KiB).
     expect(step.largest).toBeLessThanOrEqual(64 * 4);
     expect(step.bytes).toBeLessThan(2048);
     if (gpu) expect(step.bytes).toBeGreaterThan(0); // the spy sees uploads at all
-    logits.dispose();
-    cache.dispose();
     model.dispose();
     expect(tf.memory().numTensors).toBe(before.numTensors);
   });
 
   it('the streamed path (webgpuResident: false) uploads the weights at every step instead', async () => {
     const model = await loadLlama(BF16, { webgpuResident: false });
-    let { logits, cache } = model.forward({ inputIds: PROMPT });
-    logits.dispose();
-    const step = await uploadedBytes(async () => {
-      const r = model.forward({ inputIds: [[5]], cache });
-      await r.logits.data();
-      return r;
-    });
-    ({ logits, cache } = step.result);
+    const step = await decodeStepUploads(model);
     if (gpu) expect(step.bytes).toBeGreaterThan(4 * 2 * (64 * 64 * 2 + 128 * 64 * 3)); // ≥ both layers' matrices, as float32
-    tf.dispose([logits]);
-    cache.dispose();
     model.dispose();
   });
 
@@ -117,7 +99,7 @@ await describeEachBackend('LLaMA weights resident on the GPU', (backend) => {
       const streamed = await loadLlama(src, { ...(quantize ? { quantize } : {}), webgpuResident: false });
       const a = await run(resident, 12);
       const b = await run(streamed);
-      const err = relErr(a, b);
+      const err = maxRelErr(a, b);
       expect(err, `max|Δ|/max|ref| = ${err.toExponential(2)}`).toBeLessThanOrEqual(1e-5);
       resident.dispose();
       streamed.dispose();
@@ -142,13 +124,13 @@ await describeEachBackend('LLaMA weights resident on the GPU', (backend) => {
     expect(s4.cache.capacity).toBe(gpu ? 20 : 12);
     // The clone was not overwritten: decoding from it again gives s2's logits, bit for bit.
     const again = model.forward({ inputIds: [[123]], cache: kept });
-    const d = relErr((await again.logits.data()) as Float32Array, (await s2.logits.data()) as Float32Array);
+    const d = maxRelErr((await again.logits.data()) as Float32Array, (await s2.logits.data()) as Float32Array);
     expect(d).toBe(0);
     // And the grown cache continues the same sequence as the streamed path.
     const ref = await loadLlama(BF16, { webgpuResident: false });
     const r = ref.forward({ inputIds: [[...PROMPT[0]!, 5, 123, 77, 9]] });
     const last = tf.slice(r.logits, [0, 11, 0], [1, 1, -1]);
-    expect(relErr((await s4.logits.data()) as Float32Array, (await last.data()) as Float32Array)).toBeLessThanOrEqual(1e-5);
+    expect(maxRelErr((await s4.logits.data()) as Float32Array, (await last.data()) as Float32Array)).toBeLessThanOrEqual(1e-5);
     tf.dispose([r.logits, last]);
     r.cache.dispose();
     ref.dispose();

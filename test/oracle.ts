@@ -96,7 +96,7 @@ export function maxRelErr(actual: ArrayLike<number>, ref: ArrayLike<number>, wha
 }
 
 /** A linear epilogue's activation in float64 (the references of the matMul kernels' tests). */
-export function act(v: number, a: LinearActivation): number {
+function act(v: number, a: LinearActivation): number {
   switch (a) {
     case 'gelu':
       return 0.5 * v * (1 + erf64(v / Math.SQRT2));
@@ -110,7 +110,7 @@ export function act(v: number, a: LinearActivation): number {
 }
 
 /** erf in float64: its Taylor series below 4.5 (cancellation costs < 1e-8), ±1 beyond (1 − erf(4.5) < 2e-10). */
-export function erf64(x: number): number {
+function erf64(x: number): number {
   const ax = Math.abs(x);
   if (ax >= 4.5) return Math.sign(x);
   let sum = 0;
@@ -122,4 +122,20 @@ export function erf64(x: number): number {
     term *= (-ax * ax) / (n + 1);
   }
   return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
+}
+
+/** `act(x·wᵀ + b) ⊙ u + r` in float64: x `[M, K]`, w `[N, K]` (as PyTorch stores a linear weight). */
+export function linearReference(x: Float32Array, w: ArrayLike<number>, b: Float32Array | null, u: Float32Array | null, r: Float32Array | null, M: number, K: number, N: number, a: LinearActivation): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      if (b) s += b[n]!;
+      s = act(s, a);
+      if (u) s *= u[m * N + n]!;
+      if (r) s += r[m * N + n]!;
+      out[m * N + n] = s;
+    }
+  return out;
 }

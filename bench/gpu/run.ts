@@ -889,30 +889,8 @@ async function allFinite(t: tf.Tensor): Promise<boolean> {
 }
 
 async function runLlamaCase(c: LlamaCase): Promise<LlamaRow> {
-  const p = llamaParams(c.config);
-  const row: LlamaRow = {
-    name: c.name,
-    model: `inf-llava ${backendName}`,
-    format: c.format,
-    layers: c.config.numHiddenLayers,
-    gpu_weight_bytes: null,
-    gpu_peak_bytes: null,
-    gen_s: null,
-    load_s: null,
-    first_prefill_ms: null,
-    prefill_tokens: c.prefill,
-    prefill_ms: null,
-    prefill_flops: llamaPrefillFlops(c.config, c.prefill),
-    prefill_tflops: null,
-    decode_steps: c.decode,
-    decode_ms_per_token: null,
-    decode_tok_s: null,
-    decode_weight_bytes: packedBytes(c.format, p.layers + p.lmHead, 1),
-    decode_gbps: null,
-    logits_finite: null,
-    ids: null,
-    distinct_ids: null,
-  };
+  const row = emptyLlamaRow(c);
+
   releasePooledGpuBuffers();
   const bytesBefore = tf.memory().numBytes;
   let t0 = performance.now();
@@ -1023,30 +1001,9 @@ async function runLlamaCase(c: LlamaCase): Promise<LlamaRow> {
 function torchLlamaRows(): LlamaRow[] {
   const t = torch.rows.get(LLAMA_TORCH_NAME) as (TorchRow & { variants?: Array<Record<string, unknown>> }) | undefined;
   if (!t) return [];
-  const p = llamaParams(llamaConfig);
-  const base = (label: string): LlamaRow => ({
-    name: LLAMA_TORCH_NAME,
-    model: label,
-    format: 'bf16 (torch)',
-    layers: llamaConfig.numHiddenLayers,
-    gpu_weight_bytes: null,
-    gpu_peak_bytes: null,
-    gen_s: null,
-    load_s: null,
-    first_prefill_ms: null,
-    prefill_tokens: LLAMA_PREFILL,
-    prefill_ms: null,
-    prefill_flops: llamaPrefillFlops(llamaConfig, LLAMA_PREFILL),
-    prefill_tflops: null,
-    decode_steps: LLAMA_DECODE,
-    decode_ms_per_token: null,
-    decode_tok_s: null,
-    decode_weight_bytes: 2 * (p.layers + p.lmHead),
-    decode_gbps: null,
-    logits_finite: null,
-    ids: null,
-    distinct_ids: null,
-  });
+  // PyTorch's model is its own bf16 one, whichever format the rows beside it use.
+  const base = (label: string): LlamaRow =>
+    emptyLlamaRow({ name: LLAMA_TORCH_NAME, format: 'bf16', config: llamaConfig, prefill: LLAMA_PREFILL, decode: LLAMA_DECODE }, label, 'bf16 (torch)');
   if (!t.variants) return [{ ...base('PyTorch'), note: t.error ? `torch failed: ${t.error}` : 'torch: no variants' }];
   return t.variants.map((v) => {
     const r = base(`PyTorch ${String(v.label)}`);
@@ -1309,12 +1266,13 @@ function describeLlama(c: LlamaConfig): string {
   return `${c.numHiddenLayers} layers, d ${c.hiddenSize}, MLP ${c.intermediateSize}, ${c.numAttentionHeads}:${c.numKeyValueHeads} heads of ${c.headDim}, V ${c.vocabSize}, rope θ ${c.ropeTheta}`;
 }
 
-function emptyLlamaRow(c: LlamaCase): LlamaRow {
+/** A row with the case's counts (FLOPs, weight bytes per token) and no measurement yet. */
+function emptyLlamaRow(c: Pick<LlamaCase, 'name' | 'format' | 'config' | 'prefill' | 'decode'>, model = `inf-llava ${backendName}`, formatLabel: LlamaRow['format'] = c.format): LlamaRow {
   const p = llamaParams(c.config);
   return {
     name: c.name,
-    model: `inf-llava ${backendName}`,
-    format: c.format,
+    model,
+    format: formatLabel,
     layers: c.config.numHiddenLayers,
     gpu_weight_bytes: null,
     gpu_peak_bytes: null,

@@ -27,7 +27,6 @@ import {
   mul,
   randomNormal,
   reshape,
-  sigmoid,
   slice,
   tidy,
   transpose,

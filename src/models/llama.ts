@@ -39,13 +39,9 @@ import {
   getBackend,
   dispose,
   gather,
-  mean,
   mul,
   reshape,
-  rsqrt,
-  sigmoid,
   slice,
-  square,
   tensor,
   tensor1d,
   tensor2d,
@@ -66,13 +62,13 @@ import { throwIfMismatch } from '../io/nameCheck.js';
 import { attention } from '../ops/attention.js';
 import { kvCacheWrite } from '../ops/kvCache.js';
 import { packedLinear, type PackedLinear } from '../ops/packedLinear.js';
-import { rmsNorm as rmsNormOp } from '../ops/rmsNorm.js';
+import { rmsNorm } from '../ops/rmsNorm.js'; // x · rsqrt(mean(x²) + eps) · w: one kernel on webgpu
 import { linear, linearEpilogue, type LinearOptions } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
 import { toDirectory, type CheckpointSource } from '../io/source.js';
 import { checkOptionNames } from '../options.js';
-import { QUANT_FORMATS, type QuantFormat } from '../quant/groups.js';
+import { checkQuantizeOption, type QuantFormat } from '../quant/groups.js';
 
 // ---------------------------------------------------------------------------------------
 // Config
@@ -522,8 +518,7 @@ function build(source: Record<string, Tensor> | LazyWeights, config: LlamaConfig
   if (!Number.isInteger(blockElements) || blockElements < 1) throw new Error(`${fn}: lazyBlockElements must be a positive integer, got ${blockElements}`);
   const gemvMaxRows = opts.lazyGemvMaxRows ?? DEFAULT_LAZY_GEMV_MAX_ROWS;
   if (!Number.isInteger(gemvMaxRows) || gemvMaxRows < 0) throw new Error(`${fn}: lazyGemvMaxRows must be a non-negative integer, got ${gemvMaxRows}`);
-  const quantize = opts.quantize;
-  if (quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(quantize)) throw new Error(`${fn}: quantize must be 'q8' or 'q4', got ${JSON.stringify(quantize)}`);
+  const quantize = checkQuantizeOption(fn, opts.quantize);
   let store = isLazyWeights(source) ? source : undefined;
   let record = store ? undefined : (source as Record<string, Tensor>);
   const { vocabSize: V, hiddenSize: d, intermediateSize: I, numAttentionHeads: H, numKeyValueHeads: kvH, headDim: hd } = config;
@@ -763,8 +758,7 @@ export interface LoadLlamaOptions extends LlamaFromTensorsOptions {
 export async function loadLlama(source: CheckpointSource, opts: LoadLlamaOptions = {}): Promise<Llama> {
   const fn = 'loadLlama';
   checkOptionNames(fn, opts, LOAD_LLAMA_OPTIONS);
-  const quantize = opts.quantize;
-  if (quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(quantize)) throw new Error(`${fn}: quantize must be 'q8' or 'q4', got ${JSON.stringify(quantize)}`);
+  const quantize = checkQuantizeOption(fn, opts.quantize);
   if (quantize && opts.lazy === false) throw new Error(`${fn}: quantize needs the lazy residency (the packed weights live in a LazyWeights store): leave out lazy: false`);
   const dir = await toDirectory(source, fn);
   const config = opts.config ?? llamaConfigFromJson(await readConfigJson(dir));
@@ -868,11 +862,6 @@ export interface LlamaWeightBytes {
   other: number;
   /** The quantised format of the linear weights, if any. */
   quantized?: QuantFormat;
-}
-
-/** x · rsqrt(mean(x²) + eps) · w over the last axis. */
-function rmsNorm<T extends Tensor>(x: T, w: Tensor1D, eps: number): T {
-  return rmsNormOp(x, w, eps); // the same ops elsewhere; one kernel on webgpu (src/ops/rmsNorm.ts)
 }
 
 class LlamaModel implements Llama {

@@ -33,17 +33,13 @@ import {
   mul,
   reshape,
   slice,
-  softmax,
-  stack,
   sub,
   sum,
   tensor2d,
   tidy,
   transpose,
-  unstack,
   type Tensor,
   type Tensor2D,
-  type Tensor3D,
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
 import { flashAttention, flashAttentionPlan, webgpuLimits, type FlashAttentionPlan } from '../kernels/webgpu/flashAttention.js';

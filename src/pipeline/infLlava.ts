@@ -11,7 +11,7 @@ import { readConfigJson } from '../models/config.js';
 import { loadLlama, type KVCache, type Llama, type LoadLlamaOptions } from '../models/llama.js';
 import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
 import { checkOptionNames, didYouMean } from '../options.js';
-import { QUANT_FORMATS, type QuantFormat } from '../quant/groups.js';
+import { checkQuantizeOption, type QuantFormat } from '../quant/groups.js';
 import { sampleNext, seededRng } from './sampling.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 import { toDirectory, type CheckpointSource } from '../io/source.js';
@@ -204,9 +204,7 @@ export async function loadInfLlava(source: CheckpointSource, opts: LoadInfLlavaO
   checkOptionNames('loadInfLlava', opts, LOAD_INF_LLAVA_OPTIONS);
   // One folder object for every reader: a URL folder fetches each file's header once.
   const dir = await toDirectory(source, 'loadInfLlava');
-  if (opts.quantize !== undefined && !(QUANT_FORMATS as readonly string[]).includes(opts.quantize)) {
-    throw new Error(`loadInfLlava: quantize must be 'q8' or 'q4', got ${show(opts.quantize)}`);
-  }
+  checkQuantizeOption('loadInfLlava', opts.quantize);
   const tokenizer = await loadTokenizer(opts.tokenizerDir ?? dir);
   const vision = await loadInfLlavaVision(dir, { visionDir: opts.visionDir, grid: opts.grid });
   let llm: Llama;

@@ -3,7 +3,7 @@
  * bits(w[n, 2j + 1]) << 16` — exactly a bf16 checkpoint's bytes read as little-endian int32.
  * Browser-safe.
  */
-import { allocatePacked, checkPackedWeight, checkRowRange, checkSource, type PackOptions, type PackedWeight } from './groups.js';
+import { allocatePacked, checkSource, dequantizeFormatRows, type PackOptions, type PackedWeight } from './groups.js';
 
 const F32 = new Float32Array(1);
 const U32 = new Uint32Array(F32.buffer);
@@ -51,10 +51,5 @@ export function dequantizeBf16Into(p: PackedWeight, startRow: number, count: num
 
 /** Rows `[startRow, startRow + count)` of a bf16 packed weight as float32 `count × cols` (exact). */
 export function dequantizeBf16Rows(p: PackedWeight, startRow: number, count: number): Float32Array {
-  checkPackedWeight(p, 'dequantizeBf16Rows');
-  if (p.format !== 'bf16') throw new Error(`dequantizeBf16Rows: expected a bf16 weight, got ${p.format}`);
-  checkRowRange('dequantizeBf16Rows', p, startRow, count);
-  const out = new Float32Array(count * p.cols);
-  dequantizeBf16Into(p, startRow, count, out);
-  return out;
+  return dequantizeFormatRows('dequantizeBf16Rows', 'bf16', p, startRow, count, dequantizeBf16Into);
 }

@@ -21,6 +21,12 @@ export const PACKED_FORMATS: readonly PackedFormat[] = ['bf16', 'q8', 'q4'];
 /** Every {@link QuantFormat}. */
 export const QUANT_FORMATS: readonly QuantFormat[] = ['q8', 'q4'];
 
+/** A `quantize` option, checked: `'q8'`, `'q4'` or undefined; anything else is an error naming `fn`. */
+export function checkQuantizeOption(fn: string, quantize: unknown): QuantFormat | undefined {
+  if (quantize === undefined || (QUANT_FORMATS as readonly unknown[]).includes(quantize)) return quantize as QuantFormat | undefined;
+  throw new Error(`${fn}: quantize must be 'q8' or 'q4', got ${typeof quantize === 'string' ? JSON.stringify(quantize) : String(quantize)}`);
+}
+
 /**
  * A packed 2-D weight `[rows = N, cols = K]`.
  *
@@ -153,4 +159,40 @@ export function bf16BitsToFloat32(bits: Uint16Array, out: Float32Array = new Flo
 export function sourceRows(values: Float32Array | Uint16Array, start: number, n: number): Float32Array {
   if (values instanceof Float32Array) return values.subarray(start, start + n);
   return bf16BitsToFloat32(values.subarray(start, start + n));
+}
+
+/** How a format fills rows `[startRow, startRow + count)` of `out` from float32 values. */
+export type RowsInto = (src: Float32Array, count: number, out: PackedWeight, startRow: number, name?: string) => void;
+
+/**
+ * Quantises a weight `[rows, cols]` block by block with `rowsInto` (q8, q4): bf16 sources are
+ * widened a block of rows at a time, so no float32 copy of the whole matrix is made.
+ */
+export function quantizeByBlocks(fn: string, format: QuantFormat, values: Float32Array | Uint16Array, shape: readonly [number, number], rowsInto: RowsInto, name?: string): PackedWeight {
+  checkSource(fn, format, values, shape, name);
+  const [rows, cols] = shape;
+  const out = allocatePacked(format, rows, cols, name);
+  const block = Math.max(1, Math.floor((1 << 16) / cols));
+  for (let r = 0; r < rows; r += block) {
+    const n = Math.min(block, rows - r);
+    rowsInto(sourceRows(values, r * cols, n * cols), n, out, r, name);
+  }
+  return out;
+}
+
+/** Rows `[startRow, startRow + count)` of a `format` weight as float32 `count × cols`, checked, through `into`. */
+export function dequantizeFormatRows(
+  fn: string,
+  format: PackedFormat,
+  p: PackedWeight,
+  startRow: number,
+  count: number,
+  into: (p: PackedWeight, startRow: number, count: number, out: Float32Array) => void,
+): Float32Array {
+  checkPackedWeight(p, fn);
+  if (p.format !== format) throw new Error(`${fn}: expected a ${format} weight, got ${p.format}`);
+  checkRowRange(fn, p, startRow, count);
+  const out = new Float32Array(count * p.cols);
+  into(p, startRow, count, out);
+  return out;
 }

@@ -9,7 +9,7 @@
  * Every step in float32. Nibble `b` (bits 4b..4b+3) of word `j` of row `n` holds `q[n, 8j + b]`.
  * Browser-safe.
  */
-import { allocatePacked, checkPackedWeight, checkRowRange, checkSource, sourceRows, type PackOptions, type PackedWeight } from './groups.js';
+import { dequantizeFormatRows, quantizeByBlocks, type PackOptions, type PackedWeight } from './groups.js';
 
 const f = Math.fround;
 const MAX_F32 = 3.4028234663852886e38;
@@ -69,15 +69,7 @@ export function quantizeQ4RowsInto(src: Float32Array, count: number, out: Packed
  * {@link quantGroupSize}). `values`: float32, or bf16 bits as a Uint16Array.
  */
 export function quantizeQ4(values: Float32Array | Uint16Array, shape: readonly [number, number], opts: PackOptions = {}): PackedWeight {
-  checkSource('quantizeQ4', 'q4', values, shape, opts.name);
-  const [rows, cols] = shape;
-  const out = allocatePacked('q4', rows, cols, opts.name);
-  const block = Math.max(1, Math.floor((1 << 16) / cols));
-  for (let r = 0; r < rows; r += block) {
-    const n = Math.min(block, rows - r);
-    quantizeQ4RowsInto(sourceRows(values, r * cols, n * cols), n, out, r, opts.name);
-  }
-  return out;
+  return quantizeByBlocks('quantizeQ4', 'q4', values, shape, quantizeQ4RowsInto, opts.name);
 }
 
 /** Rows `[startRow, startRow + count)` of a q4 weight, dequantised into `out` (`count × cols`). */
@@ -104,10 +96,5 @@ export function dequantizeQ4Into(p: PackedWeight, startRow: number, count: numbe
 
 /** Rows `[startRow, startRow + count)` of a q4 weight as float32 `count × cols`. */
 export function dequantizeQ4Rows(p: PackedWeight, startRow: number, count: number): Float32Array {
-  checkPackedWeight(p, 'dequantizeQ4Rows');
-  if (p.format !== 'q4') throw new Error(`dequantizeQ4Rows: expected a q4 weight, got ${p.format}`);
-  checkRowRange('dequantizeQ4Rows', p, startRow, count);
-  const out = new Float32Array(count * p.cols);
-  dequantizeQ4Into(p, startRow, count, out);
-  return out;
+  return dequantizeFormatRows('dequantizeQ4Rows', 'q4', p, startRow, count, dequantizeQ4Into);
 }

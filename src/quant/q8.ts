@@ -9,7 +9,7 @@
  * IEEE float32 arithmetic exactly). Byte `b` of word `j` of row `n` holds `q[n, 4j + b]` as
  * int8 two's complement. Browser-safe.
  */
-import { allocatePacked, checkPackedWeight, checkRowRange, checkSource, sourceRows, type PackOptions, type PackedWeight } from './groups.js';
+import { dequantizeFormatRows, quantizeByBlocks, type PackOptions, type PackedWeight } from './groups.js';
 
 const f = Math.fround;
 const MAX_F32 = 3.4028234663852886e38;
@@ -68,15 +68,7 @@ export function quantizeQ8RowsInto(src: Float32Array, count: number, out: Packed
  * their exact float32 value).
  */
 export function quantizeQ8(values: Float32Array | Uint16Array, shape: readonly [number, number], opts: PackOptions = {}): PackedWeight {
-  checkSource('quantizeQ8', 'q8', values, shape, opts.name);
-  const [rows, cols] = shape;
-  const out = allocatePacked('q8', rows, cols, opts.name);
-  const block = Math.max(1, Math.floor((1 << 16) / cols)); // bf16 sources are widened a block at a time
-  for (let r = 0; r < rows; r += block) {
-    const n = Math.min(block, rows - r);
-    quantizeQ8RowsInto(sourceRows(values, r * cols, n * cols), n, out, r, opts.name);
-  }
-  return out;
+  return quantizeByBlocks('quantizeQ8', 'q8', values, shape, quantizeQ8RowsInto, opts.name);
 }
 
 /** Rows `[startRow, startRow + count)` of a q8 weight, dequantised into `out` (`count × cols`). */
@@ -104,10 +96,5 @@ export function dequantizeQ8Into(p: PackedWeight, startRow: number, count: numbe
 
 /** Rows `[startRow, startRow + count)` of a q8 weight as float32 `count × cols`. */
 export function dequantizeQ8Rows(p: PackedWeight, startRow: number, count: number): Float32Array {
-  checkPackedWeight(p, 'dequantizeQ8Rows');
-  if (p.format !== 'q8') throw new Error(`dequantizeQ8Rows: expected a q8 weight, got ${p.format}`);
-  checkRowRange('dequantizeQ8Rows', p, startRow, count);
-  const out = new Float32Array(count * p.cols);
-  dequantizeQ8Into(p, startRow, count, out);
-  return out;
+  return dequantizeFormatRows('dequantizeQ8Rows', 'q8', p, startRow, count, dequantizeQ8Into);
 }

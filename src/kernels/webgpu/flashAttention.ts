@@ -415,22 +415,13 @@ class FlashAttentionProgram implements WebGPUProgramLike {
 }
 
 /** The launch's attributes: sizes, flags and the tiles (flat, as tfjs attrs are). */
-interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'> {
-  B: number;
-  H: number;
-  Hkv: number;
-  Tq: number;
-  Tk: number;
-  dk: number;
-  dv: number;
+interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'>, Required<FlashAttentionShape> {
   causal: boolean;
   keysTransposed: boolean;
   scale: number;
   splits: number;
   chunkKeys: number;
   queryBlocks: number;
-  /** Keys per head in memory (≥ Tk). */
-  keyStride: number;
 }
 
 function ensureRegistered(): void {
