@@ -1,5 +1,7 @@
 import { Tensor, tensor, type Tensor4D, type TensorLike } from '@tensorflow/tfjs-core';
 
+import { showJson as show } from './util/format.js';
+
 /** A grid of sub-images: `n` for an n×n grid, or `[rows, cols]`. */
 export type Grid = number | readonly [rows: number, cols: number];
 
@@ -14,14 +16,6 @@ export interface FitOptions {
 
 /** The two ways to cut an image into sub-images (docs/spec.md, DCM). */
 export type Perspective = 'local' | 'global';
-
-const show = (v: unknown): string => {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-};
 
 function isPositiveInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v > 0;

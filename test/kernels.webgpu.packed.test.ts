@@ -314,7 +314,7 @@ await describeEachBackend('packed linear, KV cache, attention over a preallocate
     expectThrowsClean(() => packedLinear(x, layer, { kernel: 'fast' as 'fused' }), /packedLinear: opts.kernel must be one of auto, fused, composition/);
     expectThrowsClean(() => packedLinear(x, layer, { variant: 'gemx' as 'gemv' }), /packedLinear: opts.variant must be one of auto, gemv, gemm/);
     expectThrowsClean(() => packedLinear(x, layer, { reduction: 'warp' as 'subgroup' }), /packedLinear: opts.reduction must be one of auto, subgroup, workgroup/);
-    expectThrowsClean(() => packedLinear(x, layer, { bias: b } as PackedLinearOptions), /packedLinear: unknown option "bias" \(known: activation, multiply, residual, kernel, variant, reduction\)/);
+    expectThrowsClean(() => packedLinear(x, layer, { bias: b } as PackedLinearOptions), /packedLinear: unknown option "bias"; options: activation, multiply, residual, kernel, variant, reduction/);
     if (backend === 'webgpu') {
       expectThrowsClean(() => packedLinear(x9, layer, { kernel: 'fused', variant: 'gemv' }), /packedLinear: opts.kernel 'fused' cannot run here: the GEMV takes 1 to 8 rows of x, got 9/);
     }

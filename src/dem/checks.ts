@@ -1,7 +1,7 @@
 import type { Tensor4D } from '@tensorflow/tfjs-core';
+import { showJson as show } from '../util/format.js';
 import { parseGrid, type Grid } from '../grid.js';
 
-const show = (s: readonly number[]) => JSON.stringify(s);
 
 /** Checks a float32 NHWC feature map; `name` is the argument's name in the message. */
 export function checkMap(x: Tensor4D | undefined, name: string, fn: string): Tensor4D {

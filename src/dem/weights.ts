@@ -2,6 +2,7 @@
  * Weight types of the Dual-perspective Enhancement Module (official `SpatialEmbed`) and the
  * shape checks every op runs before doing any work.
  */
+import { showJson as show } from '../util/format.js';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { LayerNorm } from '../ops/layerNorm.js';
 import type { Linear } from '../ops/linear.js';
@@ -40,7 +41,6 @@ export interface SpatialEmbedWeights {
   fuse: FuseWeights;
 }
 
-const show = (s: readonly number[]) => JSON.stringify(s);
 
 function checkShape(t: Tensor | undefined, expected: readonly number[], name: string, fn: string): void {
   if (!t) throw new Error(`${fn}: weight ${name} is missing`);

@@ -8,7 +8,8 @@
  * see nodeFiles.ts): importing this module (or the package index) in a browser costs nothing.
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { isPlainObject, message, nodeModules, pathKind as kind, shardPath } from './nodeFiles.js';
+import { errorMessage as message, isPlainObject } from '../util/format.js';
+import { nodeModules, pathKind as kind, shardPath } from './nodeFiles.js';
 import {
   SAFETENSORS_MAX_HEADER_BYTES,
   decodeTensorValues,

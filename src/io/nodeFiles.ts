@@ -5,19 +5,13 @@
  * and importing the library in a browser never touches Node. On older Node they are imported
  * with a computed specifier (equally invisible to bundlers).
  */
+import { errorMessage as message } from '../util/format.js';
+
 type Fs = typeof import('node:fs/promises');
 type NodePath = typeof import('node:path');
 export type FileHandle = import('node:fs/promises').FileHandle;
 
 let modules: { fs: Fs; path: NodePath } | undefined;
-
-export function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** What the readers say where local paths cannot be read. */
 export const PATHS_NEED_NODE = 'paths need Node ≥ 20.16; in a browser pass a URL, a Blob/File or Files';

@@ -11,6 +11,7 @@
  * any tensor is made, every error names the tensor and the problem, and a failed read leaves
  * no tensor allocated.
  */
+import { isPlainObject, showJson } from '../util/format.js';
 import { tensor, Tensor, type DataType } from '@tensorflow/tfjs-core';
 
 /** Largest header accepted, in bytes (the reference implementation's `MAX_HEADER_SIZE`). */
@@ -76,24 +77,12 @@ const SUPPORTED = Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ');
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const MAX_SHOWN = 120;
 
-/** JSON-ish rendering of a value for an error message, bounded in length. */
-function show(v: unknown): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > MAX_SHOWN ? `${s.slice(0, MAX_SHOWN)}…(${s.length} chars)` : s;
-}
+/** JSON rendering of a value for an error message, bounded in length (hostile headers). */
+const show = (v: unknown): string => showJson(v, MAX_SHOWN);
 
 /** `tensor "name"` for error messages, the name bounded in length. */
 export function tensorLabel(name: string): string {
   return `tensor ${show(name)}`;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function isDtype(v: unknown): v is SafetensorsDtype {

@@ -8,7 +8,8 @@
  * Nothing here imports a Node built-in: local paths are read through `process.getBuiltinModule`
  * (see nodeFiles.ts), so bundling the library for a browser pulls in no Node module.
  */
-import { isNode, message, nodeBuiltin, nodeModules, readExactly, type FileHandle } from './nodeFiles.js';
+import { errorMessage as message } from '../util/format.js';
+import { isNode, nodeBuiltin, nodeModules, readExactly, type FileHandle } from './nodeFiles.js';
 
 /** One file, read by byte ranges. */
 export interface ByteSource {

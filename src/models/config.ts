@@ -5,7 +5,7 @@
  * tensor data. A folder is a local path (Node), a URL or Files (see io/source.ts).
  */
 import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE, describeSource, loaderError, readHeaderFrom, resolveCheckpoint } from '../io/loadSafetensors.js';
-import { message } from '../io/nodeFiles.js';
+import { errorMessage as message } from '../util/format.js';
 import { missingWhy, toDirectory, utf8Text, type CheckpointSource, type ModelDirectory } from '../io/source.js';
 
 const BROWSER_HINT = 'parse the fetched JSON yourself';

@@ -67,7 +67,7 @@ import { linear, linearEpilogue, type LinearOptions } from '../ops/linear.js';
 import { ConfigReader, isJsonObject, readConfigJson, type JsonObject } from './config.js';
 import { LazyWeights, isLazyWeights, listSafetensorsEntries, loadSafetensorsRaw } from './llamaWeights.js';
 import { toDirectory, type CheckpointSource } from '../io/source.js';
-import { checkOptionNames } from '../options.js';
+import { checkOptionNames } from '../util/options.js';
 import { checkQuantizeOption, type QuantFormat } from '../quant/groups.js';
 
 // ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
  * tiles in workgroup memory, online softmax, split-K for decode), used by default there while no
  * gradient tape is recording — the kernel has no gradient, so under tf.grad the composition runs.
  */
+import { checkOptionNames } from '../util/options.js';
 import {
   add,
   concat,
@@ -178,7 +179,7 @@ interface Checked {
   compositionOptions: boolean;
 }
 
-const OPTION_KEYS = new Set(['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits', 'validKeys']);
+const OPTION_KEYS = ['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits', 'validKeys'] as const;
 const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTransposed: boolean): Checked {
@@ -203,7 +204,7 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
   if (vH !== Hkv || vT !== keyStride) throw new Error(`${FN}: ${kName} and v must have the same kv heads and keys: ${shapes}`);
   if (H % Hkv !== 0) throw new Error(`${FN}: kv heads ${Hkv} must divide query heads ${H}: ${shapes}`);
   if (opts === null || typeof opts !== 'object') throw new Error(`${FN}: opts must be an object, got ${JSON.stringify(opts)}`);
-  for (const key of Object.keys(opts)) if (!OPTION_KEYS.has(key)) throw new Error(`${FN}: unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
+  checkOptionNames(FN, opts, OPTION_KEYS);
   const validKeys = positiveInt(opts.validKeys, 'validKeys');
   if (validKeys !== undefined && validKeys > keyStride) throw new Error(`${FN}: opts.validKeys ${validKeys} exceeds the ${keyStride} keys ${kName} and v hold: ${shapes}`);
   const Tk = validKeys ?? keyStride;

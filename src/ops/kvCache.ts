@@ -19,6 +19,7 @@
  * writes in place regardless. To keep a copy of a cache (a shared prompt prefix), make a real one
  * (`tf.add(cache, 0)`), not `clone()`.
  */
+import { checkOptionNames } from '../util/options.js';
 import { add, concat, engine, getBackend, mul, slice, split, tidy, transpose, type Tensor, type Tensor2D, type Tensor4D } from '@tensorflow/tfjs-core';
 import { kvCacheWriteInPlace, type KvUpdateLayout } from '../kernels/webgpu/kvCacheWrite.js';
 
@@ -47,7 +48,7 @@ export interface KvCacheWriteOptions {
 }
 
 const FN = 'kvCacheWrite';
-const OPTION_KEYS = new Set(['layout', 'rope', 'kernel']);
+const OPTION_KEYS = ['layout', 'rope', 'kernel'] as const;
 const KERNELS = ['auto', 'fused', 'composition'] as const;
 const LAYOUTS = ['BHTD', 'BTHD'] as const;
 
@@ -70,7 +71,7 @@ function tensorArg(t: unknown, name: string, form: string, rank: number): Tensor
  */
 export function kvCacheWrite(cache: Tensor4D, update: Tensor4D, position: number, opts: KvCacheWriteOptions = {}): Tensor4D {
   if (opts === null || typeof opts !== 'object') throw new Error(`${FN}: opts must be an object, got ${JSON.stringify(opts)}`);
-  for (const key of Object.keys(opts)) if (!OPTION_KEYS.has(key)) throw new Error(`${FN}: unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
+  checkOptionNames(FN, opts, OPTION_KEYS);
   const layout = opts.layout ?? 'BHTD';
   if (!(LAYOUTS as readonly string[]).includes(layout)) throw new Error(`${FN}: opts.layout must be one of ${LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
   const kernel = opts.kernel ?? 'auto';

@@ -19,6 +19,7 @@
  *   every call makes it slow: it is the reference (tests) and what runs under `tf.grad` or off
  *   webgpu. (The CPU backends' fast path for packed weights is src/models/llamaWeights.ts's own GEMV.)
  */
+import { checkOptionNames } from '../util/options.js';
 import { engine, getBackend, reshape, tensor2d, tidy, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
 import { webgpuSubgroupKernels } from '../backends/webgpuDevice.js';
 import { webgpuLimits } from '../kernels/webgpu/flashAttention.js';
@@ -81,7 +82,7 @@ const KERNELS = ['auto', 'fused', 'composition'] as const;
 const VARIANTS = ['auto', 'gemv', 'gemm'] as const;
 const REDUCTIONS = ['auto', 'subgroup', 'workgroup'] as const;
 const GROUP_SIZES = [8, 16, 32, 64];
-const OPTION_KEYS = new Set(['activation', 'multiply', 'residual', 'kernel', 'variant', 'reduction']);
+const OPTION_KEYS = ['activation', 'multiply', 'residual', 'kernel', 'variant', 'reduction'] as const;
 
 const shapeOf = (t: Tensor) => `[${t.shape.join(', ')}]`;
 
@@ -153,7 +154,7 @@ interface Checked extends PackedLinearShape {
 
 function check(x: Tensor, layer: PackedLinear, opts: PackedLinearOptions): Checked {
   if (opts === null || typeof opts !== 'object') throw new Error(`${FN}: opts must be an object, got ${JSON.stringify(opts)}`);
-  for (const key of Object.keys(opts)) if (!OPTION_KEYS.has(key)) throw new Error(`${FN}: unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
+  checkOptionNames(FN, opts, OPTION_KEYS);
   if (x === null || typeof x !== 'object' || !Array.isArray((x as Tensor).shape)) throw new Error(`${FN}: x must be a float32 tensor [..., K], got ${x === null ? 'null' : typeof x}`);
   if (x.isDisposed) throw new Error(`${FN}: x is a disposed tensor`);
   if (x.rank < 1) throw new Error(`${FN}: x must be [..., K], got a scalar`);

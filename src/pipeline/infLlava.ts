@@ -3,6 +3,7 @@
  * `-200` slot of the official prompt's embeddings (prompt.ts), LLaMA prefills from those
  * embeddings and decodes with its KV cache, sampling greedily or with temperature / top-p.
  */
+import { errorMessage as message, showValue as show } from '../util/format.js';
 import { concat, getBackend, tidy, type Tensor3D } from '@tensorflow/tfjs-core';
 import { guardWasmHeap } from '../backends/wasmGuard.js';
 import { decodeImage } from '../image/decode.js';
@@ -10,7 +11,7 @@ import { PREPROCESS_MODES, type PreprocessMode } from '../image/preprocess.js';
 import { readConfigJson } from '../models/config.js';
 import { loadLlama, type KVCache, type Llama, type LoadLlamaOptions } from '../models/llama.js';
 import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
-import { checkOptionNames, didYouMean } from '../options.js';
+import { checkOptionNames, didYouMean } from '../util/options.js';
 import { checkQuantizeOption, type QuantFormat } from '../quant/groups.js';
 import { sampleNext, seededRng } from './sampling.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
@@ -101,15 +102,6 @@ export function visualTokenCount(config: Pick<InfLlavaVisionConfig, 'imageSize' 
 
 const GENERATE_OPTIONS = ['image', 'question', 'questionMarkup', 'preprocess', 'maxNewTokens', 'temperature', 'topP', 'seed', 'onToken', 'onProgress'] as const;
 
-/** A value for an error message: strings quoted, numbers as JS prints them (NaN, Infinity). */
-function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined || v === null) return String(v);
-  if (typeof v === 'function') return 'a function';
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  return Object.prototype.toString.call(v);
-}
-
 interface CheckedOptions {
   image: Tensor3D | Uint8Array;
   question: string;
@@ -166,10 +158,6 @@ function checkGenerateOptions(g: GenerateOptions): CheckedOptions {
     if (g[k] !== undefined && typeof g[k] !== 'function') throw new Error(`${fn}: ${k} must be a function, got ${show(g[k])}`);
   }
   return { image, question, questionMarkup, preprocess, maxNewTokens, temperature, topP, seed, onToken: g.onToken, onProgress: g.onProgress };
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Options of {@link loadInfLlava}. An unknown option name is an error. */

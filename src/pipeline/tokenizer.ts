@@ -8,6 +8,7 @@
  * {@link loadTokenizer} reads a local folder (Node), a URL or Files; no Node built-in is
  * imported (see io/source.ts). {@link tokenizerFromJson} builds one from parsed JSON anywhere.
  */
+import { errorMessage as message, isPlainObject } from '../util/format.js';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { toDirectory, utf8Text, type CheckpointSource } from '../io/source.js';
 
@@ -73,14 +74,6 @@ export interface TokenizerFromJsonOptions {
   chatTemplate?: string;
   /** Where the JSON came from, for error messages. */
   source?: string;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A special-token entry: `"<|eot_id|>"` or `{"__type": "AddedToken", "content": "<|eot_id|>", ...}`. */
