@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { useBackend, type BackendName } from '../src/backends/node.js';
-import { loadLlama, type KVCache } from '../src/models/llama.js';
+import { loadLlama, type KVCache } from '../src/models/llama/index.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

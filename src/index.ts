@@ -45,7 +45,7 @@ export {
   type ModelFiles,
   type SafetensorsSource,
   type UrlSourceOptions,
-} from './io/source.js';
+} from './io/sources/index.js';
 export {
   loadTokenizer,
   tokenizerFromJson,
@@ -99,11 +99,11 @@ export {
   type LoadLlamaOptions,
   type LlamaFromTensorsOptions,
   type LlamaRopeScaling,
-} from './models/llama.js';
+} from './models/llama/index.js';
 export { projectorFromTensors, project, type Projector } from './models/projector.js';
 export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions, type EncodeImageOptions } from './pipeline/vision.js';
 export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult, type StopReason } from './pipeline/infLlava.js';
-export { llamaRopeInvFreq, llamaTensorNames } from './models/llama.js';
+export { llamaRopeInvFreq, llamaTensorNames } from './models/llama/index.js';
 export {
   LazyWeights,
   isLazyWeights,
@@ -126,6 +126,6 @@ export {
   type QuantFormat,
   type PackOptions,
 } from './quant/index.js';
-export type { LlamaWeightBytes } from './models/llama.js';
+export type { LlamaWeightBytes } from './models/llama/index.js';
 export type { LoadInfLlavaOptions } from './pipeline/infLlava.js';
 export type { LazyEntryInfo, LazyWeightsBytes } from './models/llamaWeights.js';

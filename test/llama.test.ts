@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSafetensors } from '../src/io/loadSafetensors.js';
-import { llamaConfigFromJson, llamaFromTensors, llamaRopeInvFreq, loadLlama, type KVCache, type Llama, type LlamaConfig } from '../src/models/llama.js';
+import { llamaConfigFromJson, llamaFromTensors, llamaRopeInvFreq, loadLlama, type KVCache, type Llama, type LlamaConfig } from '../src/models/llama/index.js';
 import { LazyWeights, loadSafetensorsRaw, setBf16Simd } from '../src/models/llamaWeights.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { describeEachBackend, expectThrowsClean, type BackendName } from './backends.js';

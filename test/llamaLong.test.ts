@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { llamaConfigFromJson, loadLlama, type Llama } from '../src/models/llama.js';
+import { llamaConfigFromJson, loadLlama, type Llama } from '../src/models/llama/index.js';
 import { decodeTensorValues, parseSafetensorsHeader, readSafetensorsHeaderLength } from '../src/io/safetensors.js';
 import { describeEachBackend, type BackendName } from './backends.js';
 import { maxRelErr } from './oracle.js';

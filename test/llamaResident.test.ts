@@ -5,7 +5,7 @@
 // changes nothing.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { loadLlama, type Llama } from '../src/models/llama.js';
+import { loadLlama, type Llama } from '../src/models/llama/index.js';
 import { describeEachBackend } from './backends.js';
 import { maxRelErr } from './oracle.js';
 

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GEMV_WASM_BASE64 } from '../src/kernels/wasm/gemv.wasm.js';
 import { WasmArenas, packedGemv, packedGemvJs, setBf16Simd } from '../src/kernels/wasm/gemv.js';
-import { llamaConfigFromJson, llamaFromTensors, loadLlama, type Llama } from '../src/models/llama.js';
+import { llamaConfigFromJson, llamaFromTensors, loadLlama, type Llama } from '../src/models/llama/index.js';
 import { LazyWeights } from '../src/models/llamaWeights.js';
 import { loadSafetensors } from '../src/io/loadSafetensors.js';
 import {

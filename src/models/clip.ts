@@ -39,7 +39,7 @@ import {
 import { rearrange } from '../dcm/rearrange.js';
 import { attentionTransposedKeys } from '../ops/attention.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
-import { toDirectory, type CheckpointSource } from '../io/source.js';
+import { toDirectory, type CheckpointSource } from '../io/sources/index.js';
 import { layerNorm, type LayerNorm } from '../ops/layerNorm.js';
 import { linear, type Linear } from '../ops/linear.js';
 import { throwIfMismatch } from '../io/nameCheck.js';

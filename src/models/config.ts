@@ -6,7 +6,7 @@
  */
 import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE, describeSource, loaderError, readHeaderFrom, resolveCheckpoint } from '../io/loadSafetensors.js';
 import { errorMessage as message } from '../util/format.js';
-import { missingWhy, toDirectory, utf8Text, type CheckpointSource, type ModelDirectory } from '../io/source.js';
+import { missingWhy, toDirectory, utf8Text, type CheckpointSource, type ModelDirectory } from '../io/sources/index.js';
 
 const BROWSER_HINT = 'parse the fetched JSON yourself';
 

@@ -9,13 +9,13 @@ import { guardWasmHeap } from '../backends/wasmGuard.js';
 import { decodeImage } from '../image/decode.js';
 import { PREPROCESS_MODES, type PreprocessMode } from '../image/preprocess.js';
 import { readConfigJson } from '../models/config.js';
-import { loadLlama, type KVCache, type Llama, type LoadLlamaOptions } from '../models/llama.js';
+import { loadLlama, type KVCache, type Llama, type LoadLlamaOptions } from '../models/llama/index.js';
 import { IMAGE_TOKEN_INDEX, QUESTION_MARKUPS, promptIds, stopIds, type PromptOptions, type QuestionMarkup } from './prompt.js';
 import { checkOptionNames, didYouMean } from '../util/options.js';
 import { checkQuantizeOption, type QuantFormat } from '../quant/groups.js';
 import { sampleNext, seededRng } from './sampling.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
-import { toDirectory, type CheckpointSource } from '../io/source.js';
+import { toDirectory, type CheckpointSource } from '../io/sources/index.js';
 import { loadInfLlavaVision, type EncodeOptions, type InfLlavaVision, type InfLlavaVisionConfig } from './vision.js';
 
 export interface GenerateOptions {

@@ -10,7 +10,7 @@
  */
 import { errorMessage as message, isPlainObject } from '../util/format.js';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { toDirectory, utf8Text, type CheckpointSource } from '../io/source.js';
+import { toDirectory, utf8Text, type CheckpointSource } from '../io/sources/index.js';
 
 /** Options of {@link Tokenizer.encode}. */
 export interface TokenizeOptions {

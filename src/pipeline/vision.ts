@@ -17,7 +17,7 @@ import { cubicTaps, resizeBicubic, type Taps } from '../image/resizeBicubic.js';
 import { loadSafetensors } from '../io/loadSafetensors.js';
 import { clipVisionConfigFromJson, clipVisionFromTensors, loadClipVision, type ClipVision } from '../models/clip.js';
 import { parseJsonObject, readConfigJson } from '../models/config.js';
-import { toDirectory, type CheckpointSource, type ModelDirectory } from '../io/source.js';
+import { toDirectory, type CheckpointSource, type ModelDirectory } from '../io/sources/index.js';
 import { project, projectorFromTensors, type Projector } from '../models/projector.js';
 
 const TOWER_PREFIX = 'model.vision_tower.vision_tower.';
