@@ -68,13 +68,26 @@ export function attentionFlops(B: number, H: number, W: number, d: number, T: nu
   return projections + scores;
 }
 
+/** FLOPs of the DEM's two fusion MLPs (d → d/16 → d/2, both directions) on an H × H map. */
+export function fusionFlops(H: number, d: number): number {
+  const hidden = d / 16;
+  return 2 * 2 * H * H * (d * hidden + hidden * (d / 2));
+}
+
+/**
+ * FLOPs of the attention op alone: q·kᵀ and p·v, 2·Tq·Tk·(dk + dv) per head (dk = dv), halved
+ * for a causal square (the blocked path skips the blocks above the diagonal; one-shot computes and masks them).
+ */
+export function attentionOpFlops(B: number, H: number, Tq: number, Tk: number, dk: number, causal: boolean | undefined): number {
+  return (4 * B * H * Tq * Tk * dk) / (causal && Tq === Tk ? 2 : 1);
+}
+
 function demCases(label: string, n: number, h: number, d: number, heads: number, layout: Exclude<AttentionLayout, 'auto'>): Case[] {
   const H = n * h;
   const map: [number, number, number, number] = [1, H, H, d];
   const tiles: [number, number, number, number] = [n * n, h, h, d];
-  const hidden = d / 16;
   const enhanceFlops = 2 * attentionFlops(1, H, H, d, n * n);
-  const fuseFlops = 2 * 2 * H * H * (d * hidden + hidden * (d / 2));
+  const fuseFlops = fusionFlops(H, d);
   const make = () => {
     const w = initSpatialEmbed(d, { heads, seed: 0 });
     return { w, dispose: () => tf.dispose(Object.values(spatialEmbedToStateDict(w))) };
@@ -121,21 +134,19 @@ function demCases(label: string, n: number, h: number, d: number, heads: number,
 }
 
 /**
- * The attention op alone (src/ops/attention.ts) at the shapes its callers use. FLOPs: q·kᵀ and
- * p·v, 2·Tq·Tk·(dk + dv) per head, halved for a causal square (the blocked path skips the
- * blocks above the diagonal; one-shot computes and masks them). Bytes: q, k, v read, out written.
+ * The attention op alone (src/ops/attention.ts) at the shapes its callers use. FLOPs:
+ * attentionOpFlops. Bytes: q, k, v read, out written.
  */
 function attentionCase(label: string, B: number, H: number, Hkv: number, Tq: number, Tk: number, dk: number, opts: AttentionOptions, variant: string): Case {
   const q: [number, number, number, number] = [B, H, Tq, dk];
   const kv: [number, number, number, number] = [B, Hkv, Tk, dk];
-  const causalSquare = opts.causal && Tq === Tk;
   const name = `attention ${label} ${B}x${H}:${Hkv}x${Tq}x${Tk}x${dk}${opts.causal ? ' causal' : ''} [${variant}]`;
   return {
     name,
     group: 'attention',
     shape: `q ${JSON.stringify(q)}, k/v ${JSON.stringify(kv)}`,
     bytes: (2 * size(q) + 2 * size(kv)) * F32,
-    flops: (4 * B * H * Tq * Tk * dk) / (causalSquare ? 2 : 1),
+    flops: attentionOpFlops(B, H, Tq, Tk, dk, opts.causal),
     ceiling: 'matmul',
     torchName: `attention ${label} ${B}x${H}:${Hkv}x${Tq}x${Tk}x${dk}${opts.causal ? ' causal' : ''}`,
     prepare: () => {

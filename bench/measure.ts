@@ -11,7 +11,36 @@ export interface Timing {
 }
 
 let lastWarmup = 0;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The middle value (the upper one of an even count), as every benchmark here reports it. */
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One call with its result read back (`await data()`), then disposed: ms until it returned, and until the data was read. */
+export async function timedCall(run: () => tf.Tensor): Promise<{ dispatch_ms: number; total_ms: number }> {
+  const t0 = performance.now();
+  const y = run();
+  const t1 = performance.now();
+  await y.data();
+  const t2 = performance.now();
+  y.dispose();
+  return { dispatch_ms: t1 - t0, total_ms: t2 - t0 };
+}
+
+/**
+ * `n` calls queued back to back, only the last one read back: ms per call. Each result but the
+ * last is disposed before the next call (queued work keeps its buffers; the next call may reuse them).
+ */
+export async function pipelinedCall(run: () => tf.Tensor, n: number): Promise<number> {
+  const t0 = performance.now();
+  let y: tf.Tensor | undefined;
+  for (let i = 0; i < n; i++) {
+    y?.dispose();
+    y = run();
+  }
+  await y!.data();
+  const ms = (performance.now() - t0) / n;
+  y!.dispose();
+  return ms;
+}
 
 /** Times `reps` calls after `warmup`; fewer repetitions (at least 1) when the warm-up says they would exceed `budgetMs`. */
 export async function time(p: Prepared, reps: number, warmup = 1, budgetMs = Infinity): Promise<Timing> {
@@ -19,16 +48,11 @@ export async function time(p: Prepared, reps: number, warmup = 1, budgetMs = Inf
   const dispatch: number[] = [];
   for (let i = 0; i < warmup + reps; i++) {
     if (i === warmup && total.length === 0 && lastWarmup * reps > budgetMs) reps = Math.max(1, Math.floor(budgetMs / lastWarmup));
-    const t0 = performance.now();
-    const y = p.run();
-    const t1 = performance.now();
-    await y.data();
-    const t2 = performance.now();
-    y.dispose();
-    lastWarmup = t2 - t0;
+    const t = await timedCall(p.run);
+    lastWarmup = t.total_ms;
     if (i >= warmup) {
-      dispatch.push(t1 - t0);
-      total.push(t2 - t0);
+      dispatch.push(t.dispatch_ms);
+      total.push(t.total_ms);
     }
   }
   return { median_ms: median(total), median_ms_no_readback: median(dispatch), reps };

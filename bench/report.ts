@@ -1,16 +1,24 @@
 /** Markdown table, JSON rows and an SVG chart of ratio-to-ceiling per primitive per backend. */
-export interface Row {
+
+/** What every benchmark row has (`npm run bench`'s rows here, `npm run bench:gpu`'s in gpu/rows.ts). */
+export interface MeasuredRow {
   name: string;
-  backend: string;
   shape: string;
+  flops: number;
+  /** Median ms of a call with its result read back; null when not measured (see `note`). */
   median_ms: number | null;
+  gflops: number | null;
+  ratio_to_torch: number | null;
+  note?: string;
+}
+
+export interface Row extends MeasuredRow {
+  backend: string;
   /** Repetitions behind the median (fewer than asked when a call is slow, see --budget). */
   reps?: number;
   median_ms_no_readback: number | null;
   bytes: number;
-  flops: number;
   gbps: number | null;
-  gflops: number | null;
   /** The backend's own ceiling measured in the same run: copy GB/s or matMul GFLOP/s. */
   ceiling: number | null;
   ceiling_kind: 'copy GB/s' | 'matMul GFLOP/s';
@@ -20,21 +28,47 @@ export interface Row {
   ratio_to_ceiling_no_readback?: number | null;
   peak_bytes: number | null;
   torch_median_ms: number | null;
-  ratio_to_torch: number | null;
-  note?: string;
 }
 
-const f = (v: number | null | undefined, digits = 1) => (v == null ? '—' : v.toFixed(digits));
+/** `v` with `digits` decimals; '—' when there is no value. */
+export const fixed = (v: number | null | undefined, digits = 1) => (v == null ? '—' : v.toFixed(digits));
+/** A ratio as `1.23×`; '—' when there is none. */
+export const times = (v: number | null | undefined) => (v == null ? '—' : `${v.toFixed(2)}×`);
+
+/**
+ * A Markdown table: `columns` are the headers, a trailing ':' right-aligns one (`'ms:'`); each
+ * row is its cells, in order.
+ */
+export function mdTable(columns: string[], rows: string[][]): string {
+  const head = `| ${columns.map((c) => c.replace(/:$/, '')).join(' | ')} |`;
+  const sep = `|${columns.map((c) => (c.endsWith(':') ? '---:' : '---')).join('|')}|`;
+  return [head, sep, ...rows.map((cells) => `| ${cells.join(' | ')} |`)].join('\n');
+}
+
+const f = fixed;
 
 export function markdownTable(rows: Row[]): string {
-  const head = '| backend | primitive | ms | ms w/o read-back | GB/s | GFLOP/s | ceiling | of ceiling | peak MiB | torch ms | ours / torch |';
-  const sep = '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
-  const lines = rows.map((r) =>
-    r.median_ms == null
-      ? `| ${r.backend} | ${r.name} | — | — | — | — | — | — | — | ${f(r.torch_median_ms)} | ${r.note ?? ''} |`
-      : `| ${r.backend} | ${r.name} | ${f(r.median_ms)} | ${f(r.median_ms_no_readback)} | ${r.flops && r.ceiling_kind === 'matMul GFLOP/s' ? '' : f(r.gbps, 2)} | ${r.ceiling_kind === 'matMul GFLOP/s' ? f(r.gflops) : ''} | ${f(r.ceiling, 2)} ${r.ceiling_kind} | ${r.ratio_to_ceiling == null ? '—' : `${(100 * r.ratio_to_ceiling).toFixed(0)} %`} | ${r.peak_bytes == null ? '—' : (r.peak_bytes / 2 ** 20).toFixed(0)} | ${f(r.torch_median_ms)} | ${r.ratio_to_torch == null ? '—' : `${r.ratio_to_torch.toFixed(2)}×`} |`,
+  const columns = ['backend', 'primitive', 'ms:', 'ms w/o read-back:', 'GB/s:', 'GFLOP/s:', 'ceiling:', 'of ceiling:', 'peak MiB:', 'torch ms:', 'ours / torch:'];
+  return mdTable(
+    columns,
+    rows.map((r) =>
+      r.median_ms == null
+        ? [r.backend, r.name, '—', '—', '—', '—', '—', '—', '—', f(r.torch_median_ms), r.note ?? '']
+        : [
+            r.backend,
+            r.name,
+            f(r.median_ms),
+            f(r.median_ms_no_readback),
+            r.flops && r.ceiling_kind === 'matMul GFLOP/s' ? '' : f(r.gbps, 2),
+            r.ceiling_kind === 'matMul GFLOP/s' ? f(r.gflops) : '',
+            `${f(r.ceiling, 2)} ${r.ceiling_kind}`,
+            r.ratio_to_ceiling == null ? '—' : `${(100 * r.ratio_to_ceiling).toFixed(0)} %`,
+            r.peak_bytes == null ? '—' : (r.peak_bytes / 2 ** 20).toFixed(0),
+            f(r.torch_median_ms),
+            times(r.ratio_to_torch),
+          ],
+    ),
   );
-  return [head, sep, ...lines].join('\n');
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -78,3 +112,8 @@ export function svgChart(rows: Row[], title: string): string {
   parts.push('</svg>');
   return parts.join('\n');
 }
+
+/** Bytes as GB (≥ 0.1 GB) or MB; '—' for a missing value. */
+export const gb = (v: number | null | undefined) => (v == null ? '—' : v >= 1e8 ? `${(v / 1e9).toFixed(2)} GB` : `${(v / 1e6).toFixed(2)} MB`);
+/** Three significant digits; '—' for a missing value. */
+export const sig = (v: number | null | undefined) => (v == null ? '—' : v.toPrecision(3));

@@ -4,15 +4,21 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export interface TorchResult {
+/** PyTorch's side of a run: its machine report and its rows by case name (here a median in ms; bench:gpu: gpu/torch.ts's rows). */
+export interface TorchResult<R = number> {
   machine?: Record<string, unknown>;
-  rows: Map<string, number>;
+  rows: Map<string, R>;
   /** Why there are no torch numbers, when there are none. */
   missing?: string;
 }
 
+/** The Python that runs the PyTorch side: the project's .venv (scripts/golden/setup-venv.sh) when there is one, else python3. */
+export function defaultPython(): string {
+  return existsSync('.venv/bin/python') ? '.venv/bin/python' : 'python3';
+}
+
 export function runTorch(only: string[] | undefined, quick: boolean): TorchResult {
-  const python = existsSync('.venv/bin/python') ? '.venv/bin/python' : 'python3';
+  const python = defaultPython();
   const out = join(mkdtempSync(join(tmpdir(), 'inf-llava-torch-')), 'torch.json');
   const args = ['bench/torch/bench_torch.py', '--json', out, ...(quick ? ['--quick'] : []), ...(only ? ['--only', only.join(',')] : [])];
   try {

@@ -104,16 +104,9 @@ export { projectorFromTensors, project, type Projector } from './models/projecto
 export { loadInfLlavaVision, type InfLlavaVision, type InfLlavaVisionConfig, type EncodeOptions, type EncodeImageOptions } from './pipeline/vision.js';
 export { loadInfLlava, type InfLlava, type GenerateOptions, type GenerateResult, type StopReason } from './pipeline/infLlava.js';
 export { llamaRopeInvFreq, llamaTensorNames } from './models/llama/index.js';
-export {
-  LazyWeights,
-  isLazyWeights,
-  loadSafetensorsRaw,
-  listSafetensorsEntries,
-  setBf16Simd,
-  type LazyTensor,
-  type LoadSafetensorsRawOptions,
-  type CheckpointEntry,
-} from './models/llamaWeights.js';
+export { LazyWeights, isLazyWeights, type LazyTensor } from './io/lazyWeights.js';
+export { loadSafetensorsRaw, listSafetensorsEntries, type LoadSafetensorsRawOptions, type CheckpointEntry } from './io/safetensorsRaw.js';
+export { setBf16Simd } from './kernels/wasm/gemv.js';
 // Packed and quantised weights (docs/quantization.md).
 export {
   packBf16,
@@ -128,4 +121,4 @@ export {
 } from './quant/index.js';
 export type { LlamaWeightBytes } from './models/llama/index.js';
 export type { LoadInfLlavaOptions } from './pipeline/infLlava.js';
-export type { LazyEntryInfo, LazyWeightsBytes } from './models/llamaWeights.js';
+export type { LazyEntryInfo, LazyWeightsBytes } from './io/lazyWeights.js';

@@ -80,7 +80,7 @@ describe('the main entry bundles for the browser', () => {
     const sources = inputs
       .filter((f) => f.startsWith('dist/') && existsSync(`${f}.map`))
       .flatMap((f) => (JSON.parse(readFileSync(`${f}.map`, 'utf8')) as { sources: string[] }).sources.map((s) => s.replace(/^(\.\.\/)+/, '')));
-    expect(sources).toContain('src/io/source.ts');
+    expect(sources).toContain('src/io/sources/path.ts');
     expect(sources.filter((s) => NODE_ONLY_SOURCES.some((re) => re.test(s)))).toEqual([]);
   });
 

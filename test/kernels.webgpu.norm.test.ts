@@ -1,25 +1,30 @@
-// The fused norm kernels (src/kernels/webgpu/layerNorm.ts) behind layerNorm and rmsNorm on webgpu:
-// LayerNorm / RMSNorm of x + 0, 1 or 2 residuals against a float64 reference written out loop by
-// loop and against the composition (opts.kernel 'composition'), d in {8, 37, 64, 1000, 1024, 4096}
-// (vec4 and scalar operands, d below and above the workgroup size), 1, 3 and 577 rows, batch
-// dims, a residual broadcast over the leading axes, 577 rows on a 25 × 24 grid; both reductions
-// forced (subgroups, at SwiftShader's subgroup size 4, and the workgroup-memory tree), with a
-// WebGPU validation error scope around each call (an invalid shader would leave a recycled
-// buffer's old values in the output). The compositions are the old formulas op for op
-// (bit-identical on every backend); under tf.grad the composition runs; bad inputs raise errors
-// naming the argument, leaving no tensor behind. On the other backends `kernel: 'fused'` is
-// refused and 'auto' is the composition.
+// The fused norm kernels (src/kernels/webgpu/layerNorm.ts) behind layerNorm and rmsNorm.
+// Every backend: the compositions are the old formulas op for op (bit-identical) and, element by
+// element, close to a float64 reference written out loop by loop (LayerNorm / RMSNorm of x + 0, 1
+// or 2 residuals, d in {8, 37, 64, 1000, 1024, 4096}: vec4 and scalar operands, d below and above
+// the workgroup size; 1, 3 and 577 rows, batch dims, a residual broadcast over the leading axes);
+// bad inputs raise errors naming the argument, leaving no tensor behind. On webgpu: the kernel,
+// with both reductions forced (subgroups and the workgroup-memory tree), against the float64
+// reference and the composition, 577 rows on a 25 × 24 grid; the subgroup reduction against the
+// tree at each subgroup size the device offers; a WebGPU validation error scope around each call
+// (an invalid shader would leave a recycled buffer's old values in the output); under tf.grad the
+// composition runs. Off webgpu `kernel: 'fused'` is refused.
 import '@tensorflow/tfjs'; // registers gradient kernels (same tfjs-core instance)
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { layerNorm, type NormOptions } from '../src/ops/layerNorm.js';
 import { rmsNorm } from '../src/ops/rmsNorm.js';
 import { LAYER_NORM_KERNEL, RMS_NORM_KERNEL, normKernelConfig, normPlan } from '../src/kernels/webgpu/layerNorm.js';
-import { hoistEnableDirectives, webgpuHasSubgroups, webgpuSubgroupKernels } from '../src/backends/webgpuDevice.js';
+import { subgroupKernelConfig } from '../src/kernels/webgpu/subgroups.js';
+import { hoistEnableDirectives, placeSubgroupSize, webgpuHasSubgroups, webgpuSubgroupKernels, webgpuSubgroupSizes } from '../src/backends/webgpuDevice.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
-import { expectExact, maxRelErr, randomData } from './oracle.js';
+import { expectClose, expectExact, randomData } from './oracle.js';
 
-const TOL = 1e-5;
+// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|. Measured on SwiftShader: the worst element
+// of any comparison uses 0.34 of them (an error of 1.4e-6 absolute at outputs up to 4.6: the error of
+// the mean and rstd, shared by a row, dominates; composition vs float64 0.24, subgroups vs tree 0.31).
+const F64 = { rtol: 1e-5, atol: 1e-6 }; // float32 result vs the float64 reference
+const F32 = { rtol: 1e-5, atol: 1e-6 }; // kernel vs composition, subgroups vs tree: both float32
 type Kind = 'layer' | 'rms';
 
 /** The norm of x + r1 + r2 (r· broadcast over rows: row % rows(r·)) in float64. */
@@ -102,27 +107,42 @@ const device = () => (tf.backend() as unknown as { device: DeviceLike }).device;
 
 const caseName = (c: Case) => `[${[...c.lead, c.d].join(', ')}]${c.broadcast ? ' (residual broadcast)' : ''}${c.maxGrid ? ` (grid ${c.maxGrid} wide)` : ''}`;
 
+/** Inputs of one case: x (offset and scaled, so that the mean matters: LayerNorm's cancellation), residuals, γ, β. */
+function caseInputs(c: Case) {
+  const rows = c.lead.reduce((p, q) => p * q, 1);
+  const { d } = c;
+  const shape = [...c.lead, d];
+  const xd = randomData(rows * d, 31).map((v) => v * 3 + 0.5);
+  const r1Shape = c.broadcast ? shape.slice(-2) : shape;
+  const r1Rows = r1Shape.slice(0, -1).reduce((p, q) => p * q, 1);
+  const r1d = randomData(r1Rows * d, 32);
+  const r2d = randomData(rows * d, 33);
+  const gd = randomData(d, 34).map((v) => 1 + 0.5 * v);
+  const bd = randomData(d, 35);
+  return { rows, shape, xd, r1Shape, r1Rows, r1d, r2d, gd, bd };
+}
+
+/** `f` inside a WebGPU validation error scope: its value, read back, and no validation error. */
+async function validated(label: string, f: () => tf.Tensor): Promise<Float32Array> {
+  device().pushErrorScope('validation');
+  const y = f();
+  const got = (await y.data()) as Float32Array;
+  y.dispose();
+  expect((await device().popErrorScope())?.message, `${label}: WebGPU validation error`).toBeUndefined();
+  return got;
+}
+
 await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend) => {
   const gpu = backend === 'webgpu';
   afterEach(() => {
     normKernelConfig.subgroups = 'auto';
     delete normKernelConfig.maxWorkgroupsPerDimension;
+    delete subgroupKernelConfig.size;
   });
 
   for (const c of CASES) {
-    it(`${caseName(c)}: ${gpu ? 'fused (subgroups and tree) within' : "'auto' = composition, within"} ${TOL} of float64${gpu ? ' and of the composition' : ''}; compositions = the old formulas`, async () => {
-      const rows = c.lead.reduce((p, q) => p * q, 1);
-      const { d } = c;
-      const shape = [...c.lead, d];
-      const xd = randomData(rows * d, 31);
-      // Offsets and scales that make the mean matter (LayerNorm's cancellation).
-      for (let i = 0; i < xd.length; i++) xd[i] = xd[i]! * 3 + 0.5;
-      const r1Shape = c.broadcast ? shape.slice(-2) : shape;
-      const r1Rows = r1Shape.slice(0, -1).reduce((p, q) => p * q, 1);
-      const r1d = randomData(r1Rows * d, 32);
-      const r2d = randomData(rows * d, 33);
-      const gd = randomData(d, 34).map((v) => 1 + 0.5 * v);
-      const bd = randomData(d, 35);
+    it(`${caseName(c)}: compositions = the old formulas, close to float64${gpu ? '; fused (subgroups and tree) close to float64 and to the composition' : ''}`, async () => {
+      const { rows, shape, xd, r1Shape, r1Rows, r1d, r2d, gd, bd } = caseInputs(c);
       const x = tf.tensor(xd, shape);
       const r1 = tf.tensor(r1d, r1Shape);
       const r2 = tf.tensor(r2d, shape);
@@ -136,7 +156,7 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
           if (nres >= 1) (opts.residual = r1), res.push({ data: r1d, rows: r1Rows });
           if (nres >= 2) (opts.residual2 = r2), res.push({ data: r2d, rows });
           const what = `${kind} + ${nres} residuals`;
-          const ref = reference(kind, xd, res, gd, kind === 'layer' ? bd : null, rows, d, EPS[kind]);
+          const ref = reference(kind, xd, res, gd, kind === 'layer' ? bd : null, rows, c.d, EPS[kind]);
           // The composition, and the old formula on the summed input: bit-identical.
           const comp = tf.tidy(() => norm(kind, x, g, b, { ...opts, kernel: 'composition' }));
           const old = tf.tidy(() => {
@@ -148,14 +168,8 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
           const compData = await comp.data();
           expectExact(compData, await old.data(), `${what}: composition vs the old formula`);
           tf.dispose([comp, old]);
-          const errComp = maxRelErr(compData, ref, `${what} composition`);
-          if (!gpu) {
-            expect(errComp, `${what} composition vs float64: ${errComp.toExponential(2)}`).toBeLessThanOrEqual(TOL);
-            const auto = tf.tidy(() => norm(kind, x, g, b, opts));
-            expectExact(await auto.data(), compData, `${what}: 'auto' vs composition`);
-            auto.dispose();
-            continue;
-          }
+          expectClose(compData, ref, F64.rtol, F64.atol, `${what} composition vs float64`);
+          if (!gpu) continue;
           for (const subgroups of ['on', 'off'] as const) {
             normKernelConfig.subgroups = subgroups;
             for (const kernel of subgroups === 'on' ? (['auto', 'fused'] as const) : (['fused'] as const)) {
@@ -171,10 +185,8 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
               const got = await y!.data();
               y!.dispose();
               expect((await device().popErrorScope())?.message, `${label}: WebGPU validation error`).toBeUndefined();
-              const err = maxRelErr(got, ref, label);
-              expect(err, `${label} vs float64: ${err.toExponential(2)} (composition: ${errComp.toExponential(2)})`).toBeLessThanOrEqual(TOL);
-              const errC = maxRelErr(got, compData, `${label} vs composition`);
-              expect(errC, `${label} vs composition: ${errC.toExponential(2)}`).toBeLessThanOrEqual(TOL);
+              expectClose(got, ref, F64.rtol, F64.atol, `${label} vs float64`);
+              expectClose(got, compData, F32.rtol, F32.atol, `${label} vs composition`);
             }
           }
         }
@@ -194,38 +206,100 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
         for (const path of ['sg', 'wg']) expect(keys.some((k) => k.startsWith(`infLlavaNorm_${kind}_`) && k.includes(`_${path}_`)), `${kind} ${path} pipeline`).toBe(true);
       }
     });
+
+    // The subgroup reduction against the workgroup-memory tree at every subgroup size the device
+    // offers: each power of two in [subgroupMinSize, subgroupMaxSize] required with @subgroup_size
+    // where the device has 'subgroup-size-control', and the implementation's own choice. SwiftShader
+    // offers only 4 (min = max), so there the required size is 4 and equals its own choice.
+    const sizes = webgpuSubgroupSizes();
+    const offered: number[] = [];
+    if (sizes?.control) for (let n = sizes.min; n <= sizes.max; n *= 2) offered.push(n);
+    const range = sizes ? `the adapter offers ${sizes.min}${sizes.max > sizes.min ? ` to ${sizes.max}` : ' only'}` : 'the adapter reports no sizes';
+    // Workgroups of 256 (4 vec4 and 1 vec4 per thread, scalars), 32 and 64 threads.
+    const SIZE_CASES: Case[] = [{ lead: [3], d: 4096 }, { lead: [5], d: 1024 }, { lead: [3], d: 1000 }, { lead: [2, 5], d: 64, broadcast: true }, { lead: [3], d: 37 }];
+    for (const size of [0, ...offered]) {
+      const title = size
+        ? `subgroup size ${size} (required with @subgroup_size; ${range})`
+        : `subgroup size of the implementation's choice (${range}${sizes?.control ? '' : "; no 'subgroup-size-control', so no other size can be required"})`;
+      it(`${title}: subgroup reduction = the workgroup-memory tree, element-wise, for LayerNorm and RMSNorm with 0–2 residuals`, async () => {
+        if (size) subgroupKernelConfig.size = size;
+        for (const c of SIZE_CASES) {
+          const { rows, shape, xd, r1Shape, r1d, r2d, gd, bd } = caseInputs(c);
+          const plan = normPlan(rows, c.d, { maxComputeWorkgroupStorageSize: 1 << 14, maxStorageBufferBindingSize: 2 ** 30, maxComputeWorkgroupsPerDimension: 65535 }, true);
+          if (typeof plan === 'string' || plan.wg < size) continue; // a required size may not exceed the workgroup
+          const x = tf.tensor(xd, shape);
+          const r1 = tf.tensor(r1d, r1Shape);
+          const r2 = tf.tensor(r2d, shape);
+          const g = tf.tensor1d(gd);
+          const b = tf.tensor1d(bd);
+          for (const kind of ['layer', 'rms'] as const) {
+            for (const opts of [{}, { residual: r1 }, { residual: r1, residual2: r2 }] as NormOptions[]) {
+              const label = `${caseName(c)} ${kind} + ${Object.keys(opts).length} residuals, size ${size || 'default'}`;
+              normKernelConfig.subgroups = 'on';
+              const sg = await validated(`${label} subgroups`, () => norm(kind, x, g, b, { ...opts, kernel: 'fused' }));
+              normKernelConfig.subgroups = 'off';
+              const tree = await validated(`${label} tree`, () => norm(kind, x, g, b, { ...opts, kernel: 'fused' }));
+              expectClose(sg, tree, F32.rtol, F32.atol, `${label}: subgroups vs tree`);
+              if (size && sizes!.min === sizes!.max) {
+                // The only size there is: requiring it changes nothing.
+                normKernelConfig.subgroups = 'on';
+                delete subgroupKernelConfig.size;
+                expectExact(sg, await validated(`${label} default size`, () => norm(kind, x, g, b, { ...opts, kernel: 'fused' })), `${label}: required = default size`);
+                subgroupKernelConfig.size = size;
+              }
+            }
+          }
+          tf.dispose([x, r1, r2, g, b]);
+        }
+        const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache);
+        expect(keys.some((k) => k.startsWith('infLlavaNorm_') && k.includes(`_sg${size || ''}_`)), `a pipeline with subgroup size ${size || 'default'}`).toBe(true);
+      });
+    }
+
+    it('subgroupKernelConfig.size the device cannot honour: an error naming the setting, nothing left behind', () => {
+      const x = tf.tensor2d(randomData(3 * 1024, 1), [3, 1024]);
+      const g = tf.tensor1d(randomData(1024, 2));
+      normKernelConfig.subgroups = 'on';
+      const max = sizes?.max ?? 4;
+      subgroupKernelConfig.size = max * 2;
+      expectThrowsClean(() => rmsNorm(x, g, 1e-6), new RegExp(`rmsNorm: subgroupKernelConfig.size ${max * 2} cannot be required: `));
+      subgroupKernelConfig.size = 3;
+      expectThrowsClean(() => layerNorm(x, { weight: g, bias: g }), /layerNorm: subgroupKernelConfig.size 3 cannot be required: /);
+      tf.dispose([x, g]);
+    });
+
+    it('under tf.grad the composition runs (the kernels have no gradient): gradients equal the composition’s; fused is refused', async () => {
+      const x = tf.tensor3d(randomData(2 * 3 * 40, 41), [2, 3, 40]);
+      const r = tf.tensor3d(randomData(2 * 3 * 40, 42), [2, 3, 40]);
+      const g = tf.tensor1d(randomData(40, 43));
+      const b = tf.tensor1d(randomData(40, 44));
+      for (const kind of ['layer', 'rms'] as const) {
+        const f = (kernel: 'auto' | 'composition') => (xv: tf.Tensor, gv: tf.Tensor) => tf.sum(tf.square(norm(kind, xv, gv as tf.Tensor1D, b, { residual: r, kernel })));
+        let grads: tf.Tensor[] = [];
+        const info = await tf.profile(() => {
+          grads = tf.grads(f('auto'))([x, g]);
+        });
+        expect(info.kernelNames).not.toContain(LAYER_NORM_KERNEL);
+        expect(info.kernelNames).not.toContain(RMS_NORM_KERNEL);
+        const ref = tf.grads(f('composition'))([x, g]);
+        for (let i = 0; i < 2; i++) expectExact(await grads[i]!.data(), await ref[i]!.data(), `${kind} gradient ${i}`);
+        tf.dispose([...grads, ...ref]);
+        expect(() => tf.grad((xv: tf.Tensor) => tf.sum(norm(kind, xv, g, b, { kernel: 'fused' })))(x)).toThrow(/opts.kernel 'fused' cannot run here: a gradient tape is recording/);
+      }
+      tf.dispose([x, r, g, b]);
+    });
   } else {
-    it(`kernel 'fused' is refused off webgpu`, () => {
+    it(`kernel 'fused' is refused off webgpu (also under tf.grad)`, () => {
       const x = tf.tensor2d(randomData(12, 1), [3, 4]);
       const g = tf.tensor1d(randomData(4, 2));
       const b = tf.tensor1d(randomData(4, 3));
       const re = new RegExp(`opts.kernel 'fused' cannot run here: it runs on the webgpu backend only \\(active: ${backend}\\)`);
       expectThrowsClean(() => layerNorm(x, { weight: g, bias: b }, { kernel: 'fused' }), new RegExp(`layerNorm: ${re.source}`));
       expectThrowsClean(() => rmsNorm(x, g, 1e-6, { kernel: 'fused' }), new RegExp(`rmsNorm: ${re.source}`));
+      expect(() => tf.grad((xv: tf.Tensor) => tf.sum(rmsNorm(xv, g, 1e-6, { kernel: 'fused' })))(x)).toThrow(re);
       tf.dispose([x, g, b]);
     });
   }
-
-  it('under tf.grad the composition runs (the kernels have no gradient): gradients equal the composition’s; fused is refused', async () => {
-    const x = tf.tensor3d(randomData(2 * 3 * 40, 41), [2, 3, 40]);
-    const r = tf.tensor3d(randomData(2 * 3 * 40, 42), [2, 3, 40]);
-    const g = tf.tensor1d(randomData(40, 43));
-    const b = tf.tensor1d(randomData(40, 44));
-    for (const kind of ['layer', 'rms'] as const) {
-      const f = (kernel: 'auto' | 'composition') => (xv: tf.Tensor, gv: tf.Tensor) => tf.sum(tf.square(norm(kind, xv, gv as tf.Tensor1D, b, { residual: r, kernel })));
-      let grads: tf.Tensor[] = [];
-      const info = await tf.profile(() => {
-        grads = tf.grads(f('auto'))([x, g]);
-      });
-      expect(info.kernelNames).not.toContain(LAYER_NORM_KERNEL);
-      expect(info.kernelNames).not.toContain(RMS_NORM_KERNEL);
-      const ref = tf.grads(f('composition'))([x, g]);
-      for (let i = 0; i < 2; i++) expectExact(await grads[i]!.data(), await ref[i]!.data(), `${kind} gradient ${i}`);
-      tf.dispose([...grads, ...ref]);
-      expect(() => tf.grad((xv: tf.Tensor) => tf.sum(norm(kind, xv, g, b, { kernel: 'fused' })))(x)).toThrow(gpu ? /opts.kernel 'fused' cannot run here: a gradient tape is recording/ : /opts.kernel 'fused' cannot run here/);
-    }
-    tf.dispose([x, r, g, b]);
-  });
 
   it('bad inputs: errors name the argument, before any work, leaving no tensor behind', () => {
     const x = tf.tensor3d(randomData(2 * 3 * 8, 51), [2, 3, 8]);
@@ -253,8 +327,11 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
     expectThrowsClean(() => rmsNorm(x, g, 1e-6, { residual: rBad }), /rmsNorm: opts.residual must have x's shape/);
     tf.dispose([x, xi, s, g, b, g7, gi, rBad, rOk]);
   });
+});
 
-  it('plans: workgroup sizes, vec4, limits; enable directives are hoisted', () => {
+// Plain functions of numbers and strings: once, not once per backend.
+describe('norm kernel plans; shader directives', () => {
+  it('plans: workgroup sizes, vec4, limits; enable directives are hoisted; @subgroup_size is placed on the entry point', () => {
     const limits = { maxComputeWorkgroupStorageSize: 16384, maxStorageBufferBindingSize: 2 ** 30, maxComputeWorkgroupsPerDimension: 65535, maxComputeInvocationsPerWorkgroup: 256 };
     expect(normPlan(10386, 1024, limits, true)).toMatchObject({ vec4: true, units: 256, wg: 256, perThread: 1, subgroups: true, grid: [10386, 1] });
     expect(normPlan(1, 4096, limits, false)).toMatchObject({ vec4: true, wg: 256, perThread: 4 });
@@ -267,5 +344,8 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
     expect(normPlan(1, 4097, limits, false)).toMatch(/exceed 16 floats per thread/);
     expect(hoistEnableDirectives('struct A { a : f32 };\n  enable subgroups;\nfn f() {}\nenable subgroups;\n')).toBe('enable subgroups;\nstruct A { a : f32 };\n\nfn f() {}\n\n');
     expect(hoistEnableDirectives('fn f() { let enabled = 1; }')).toBe('fn f() { let enabled = 1; }');
+    const tfjsEntry = '\n  @compute @workgroup_size(64, 1, 1)\n      fn _start() {}';
+    expect(placeSubgroupSize(`var<workgroup> a : f32;\n@subgroup_size(16)   // required\nfn main() {}${tfjsEntry}`)).toBe(`var<workgroup> a : f32;\n\nfn main() {}\n  @compute @subgroup_size(16) @workgroup_size(64, 1, 1)\n      fn _start() {}`);
+    expect(placeSubgroupSize(`fn main() {}${tfjsEntry}`)).toBe(`fn main() {}${tfjsEntry}`);
   });
 });

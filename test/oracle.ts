@@ -3,8 +3,36 @@
  * rather than as our reshape/transpose), and exact comparisons that never pass NaN.
  */
 import ndarray from 'ndarray';
+import { appendFileSync } from 'node:fs';
 import type { LinearActivation } from '../src/ops/linear.js';
 import { expect } from 'vitest';
+
+const RTOLS = [0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2];
+/**
+ * How the bounds are measured: with INF_LLAVA_TOL_LOG=file, every expectClose and maxRelErr
+ * appends one JSON line to that file — the test, `what`, max|a − e|, max|e|, and for each rtol
+ * in RTOLS the smallest atol that would pass (max(|a − e| − rtol·|e|)), and with a bound, the
+ * share of it used (max |a − e| / (atol + rtol·|e|)). Off by default.
+ */
+export function logComparison(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, bound?: { rtol: number; atol: number }): void {
+  const file = process.env.INF_LLAVA_TOL_LOG;
+  if (!file) return;
+  let maxAbs = 0;
+  let maxRef = 0;
+  let use = 0;
+  const atol = RTOLS.map(() => 0);
+  for (let i = 0; i < expected.length; i++) {
+    const e = Math.abs(expected[i]!);
+    const err = Math.abs(actual[i]! - expected[i]!);
+    if (bound) use = Math.max(use, err === 0 ? 0 : err / (bound.atol + bound.rtol * e));
+    maxAbs = Math.max(maxAbs, err);
+    maxRef = Math.max(maxRef, e);
+    RTOLS.forEach((r, j) => (atol[j] = Math.max(atol[j]!, err - r * e)));
+  }
+  const { currentTestName: test, testPath } = expect.getState();
+  const line = { file: testPath?.replace(/.*\/test\//, 'test/'), test, what, n: expected.length, maxAbs, maxRef, atol: Object.fromEntries(RTOLS.map((r, j) => [r, atol[j]])), ...(bound ? { bound, use } : {}) };
+  appendFileSync(file, `${JSON.stringify(line)}\n`);
+}
 
 export type Shape4 = [number, number, number, number];
 
@@ -72,6 +100,7 @@ export function expectExact(actual: ArrayLike<number>, expected: ArrayLike<numbe
 /** |a - e| <= atol + rtol*|e| for every element; NaN anywhere fails. */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-5, atol = 1e-6, what = 'values'): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
+  logComparison(actual, expected, what, { rtol, atol });
   for (let i = 0; i < actual.length; i++) {
     const a = actual[i]!;
     const e = expected[i]!;
@@ -81,9 +110,28 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** The largest |value| (0 for none). */
+export function absMax(values: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]!));
+  return m;
+}
+
+/**
+ * expectClose with the atol given relative to the reference's scale: |a − e| ≤ atolScale·S +
+ * rtol·|e| per element, S = max(max|e|, floor). Float32 rounding in a sum scales with the terms
+ * summed, not with each result, so small elements get the scale's noise and no more; the bound
+ * never exceeds (atolScale + rtol)·S, what the old max|err|/max|ref| ≤ atolScale + rtol allowed
+ * everywhere.
+ */
+export function expectCloseScaled(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atolScale: number, what = 'values', floor = 0): void {
+  expectClose(actual, expected, rtol, atolScale * Math.max(absMax(expected), floor), what);
+}
+
 /** max|actual − ref| / max(max|ref|, floor) — the parity metric of the golden tests; NaN or ±∞ anywhere throws. */
 export function maxRelErr(actual: ArrayLike<number>, ref: ArrayLike<number>, what = 'values', floor = 0): number {
   expect(actual.length, `${what}: length`).toBe(ref.length);
+  logComparison(actual, ref, what);
   let maxErr = 0;
   let maxRef = 0;
   for (let i = 0; i < ref.length; i++) {

@@ -166,14 +166,14 @@ describe('the packed package, used as the README says', () => {
   }
 
   it("README block 1 (the DCM primitives) runs and leaves no tensor", (ctx) => {
-    if (offline) return ctx.skip();
+    if (offline) return ctx.skip(offline);
     const r = ok(runBlock('readme-1', tsBlocks[0]!.body), 'README ts block 1');
     // The block ends by printing tf.memory().numTensors.
     expect(r.stdout.trim().split('\n').pop()).toBe('0');
   });
 
   it('README block 2 (loadInfLlava(...).generate on the bundled model) runs', (ctx) => {
-    if (offline) return ctx.skip();
+    if (offline) return ctx.skip(offline);
     expect(tsBlocks[1]!.body).toMatch(/loadInfLlava[\s\S]*\.generate\(/);
     const r = runBlock('readme-2', tsBlocks[1]!.body);
     ok(r, 'README ts block 2');
@@ -182,7 +182,7 @@ describe('the packed package, used as the README says', () => {
   });
 
   it('the README blocks type-check, and inf-llava/node has types under moduleResolution node10', (ctx) => {
-    if (offline) return ctx.skip();
+    if (offline) return ctx.skip(offline);
     const common = ['--noEmit', '--strict', '--skipLibCheck', '--target', 'es2022', '--lib', 'es2022,dom', '--typeRoots', join(ROOT, 'node_modules', '@types'), '--types', 'node'];
     // ESM user (nodenext): blocks 1 and 2 as written (each a module: they import).
     writeFileSync(join(project, 'readme-1.ts'), tsBlocks[0]!.body);
@@ -198,7 +198,7 @@ describe('the packed package, used as the README says', () => {
   });
 
   it('the command line: the README lines (chat on the bundled model, --help) and --version', (ctx) => {
-    if (offline) return ctx.skip();
+    if (offline) return ctx.skip(offline);
     const chat = CLI_LINES.find((l) => /^npx inf-llava chat "[^"]+"$/.test(l));
     expect(chat, 'README: the command-line section has `npx inf-llava chat "question"`').toBeDefined();
     expect(CLI_LINES).toContain('npx inf-llava --help');
@@ -217,7 +217,7 @@ describe('the packed package, used as the README says', () => {
   });
 
   it('Training: the README install line, then its block (tf.grad and Adam through spatialEmbed)', (ctx) => {
-    if (offline) return ctx.skip();
+    if (offline) return ctx.skip(offline);
     expect(TRAIN_INSTALL, 'README: Training has an `npm install` line').toBeDefined();
     expect(TRAIN_BLOCK?.body, 'README: Training has a ts block using tf.grad through spatialEmbed').toMatch(/tf\.grad\([\s\S]*spatialEmbed/);
     ok(install(`README training line: ${TRAIN_INSTALL}`, TRAIN_INSTALL!, tarball, project), TRAIN_INSTALL!);

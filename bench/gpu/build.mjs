@@ -1,5 +1,5 @@
-// Builds bench/gpu/run.mjs from bench/gpu/run.ts: one ESM file for the GPU machine's bundle
-// (../shared/tools/device-bundle.sh packs the library as the package `inf-llava`). The library is
+// Builds bench/gpu/run.mjs from bench/gpu/run.ts (and the files it imports: bench/gpu/*.ts, bench/{cases,measure,report,torch}.ts): one ESM file for the GPU machine's bundle
+// (scripts/device-bundle.sh packs the library as the package `inf-llava`). The library is
 // NOT bundled: its imports of src/index.js and src/backends/node.js become `inf-llava` and
 // `inf-llava/node` (here they resolve to this package's dist/ by self-reference, so run
 // `npm run build` first; bench:gpu:build does). bench/gpu/torch_gpu.py is embedded as text.

@@ -1,4 +1,4 @@
-"""Generate golden fixtures for the LLaMA language model (src/models/llama.ts).
+"""Generate golden fixtures for the LLaMA language model (src/models/llama/).
 
 Writes, under test/fixtures/llama/:
   tiny-llama/          a seeded random LlamaForCausalLM (2 layers, GQA 4/2 heads, llama3 rope

@@ -1,4 +1,4 @@
-"""Generate the long-context golden fixture for the LLaMA language model (src/models/llama.ts).
+"""Generate the long-context golden fixture for the LLaMA language model (src/models/llama/).
 
 Writes, under test/fixtures/llama/:
   tiny-llama-long/           a seeded random LlamaForCausalLM (2 layers, GQA 4/2 heads, head_dim 16,

@@ -264,11 +264,5 @@ def prefixed_state_dict(module: SpatialEmbedRef) -> Dict[str, torch.Tensor]:
     return {WEIGHT_PREFIX + k: v for k, v in module.state_dict().items()}
 
 
-if __name__ == "__main__":
-    # Run the cross-check against the literal transcription of the official forward.
-    import sys
-
-    sys.dont_write_bytecode = True
-    from check_against_official import main
-
-    raise SystemExit(main())
+# The cross-check against a literal transcription of the official forward is its own script,
+# check_against_official.py (it imports this module; this module imports nothing back).

@@ -8,8 +8,12 @@
  * WGSL wants `enable subgroups;` before every declaration, but tfjs assembles a program's module
  * itself (its declarations first, the program's code after them); the device made here therefore
  * hoists `enable …;` directive lines to the top of every shader module it compiles (tfjs's own
- * shaders have none, and a directive anywhere else is invalid WGSL anyway). Kernels use subgroup
- * operations only on such a device ({@link webgpuSubgroupKernels}).
+ * shaders have none, and a directive anywhere else is invalid WGSL anyway). Likewise a line
+ * `@subgroup_size(N)` (an entry-point attribute; tfjs writes the entry point) is moved onto the
+ * `@compute` entry point ({@link placeSubgroupSize}). Kernels use subgroup operations only on such
+ * a device ({@link webgpuSubgroupKernels}); where the adapter has `subgroup-size-control` it is
+ * requested too, so that tests can run a kernel at each subgroup size the adapter offers
+ * ({@link webgpuSubgroupSizes}).
  *
  * Browser-safe: no Node imports, and no import of `@tensorflow/tfjs-backend-webgpu` (an optional
  * peer: a bundle of an app without it must still build); the caller passes its `WebGPUBackend`
@@ -33,6 +37,10 @@ interface GPUDeviceLike {
   features: GPUSupportedLike;
   createShaderModule(desc: ShaderModuleDescriptorLike): unknown;
 }
+interface AdapterInfoLike {
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+}
 interface GPUAdapterLike {
   features: GPUSupportedLike;
   limits: Record<string, number>;
@@ -44,8 +52,8 @@ interface GPULike {
   requestAdapter(opts: { powerPreference: 'low-power' | 'high-performance' }): Promise<GPUAdapterLike | null>;
 }
 
-/** Devices made by our factory: their shader modules get their `enable` directives hoisted. */
-const HOISTING = new WeakSet<object>();
+/** Devices made by our factory (their shader modules get their `enable` directives hoisted), with the adapter's subgroup sizes. */
+const HOISTING = new WeakMap<object, { min?: number; max?: number }>();
 let ourFactory: (() => Promise<unknown>) | null = null;
 
 /** The limits tfjs-backend-webgpu 4.22 raises to the adapter's (base.ts). */
@@ -59,7 +67,7 @@ const RAISED_LIMITS = [
 ] as const;
 
 /** Features requested when the adapter offers them: tfjs's two, and ours. */
-const OPTIONAL_FEATURES = ['timestamp-query', 'bgra8unorm-storage', 'subgroups'] as const;
+const OPTIONAL_FEATURES = ['timestamp-query', 'bgra8unorm-storage', 'subgroups', 'subgroup-size-control'] as const;
 
 /** A directive line: `enable a, b;`, optionally followed by a line comment. */
 const DIRECTIVE = /^[ \t]*enable[ \t]+[A-Za-z0-9_, \t]+;[ \t]*(\/\/.*)?$/gm;
@@ -76,10 +84,20 @@ export function hoistEnableDirectives(code: string): string {
   return `${[...new Set(directives)].join('\n')}\n${rest}`;
 }
 
-function hoistOn(device: GPUDeviceLike): void {
+/** A line `@subgroup_size(N)`, optionally followed by a line comment. */
+const SUBGROUP_SIZE = /^[ \t]*@subgroup_size\((\d+)\)[ \t]*(\/\/.*)?$/m;
+
+/** `code` with a `@subgroup_size(N)` line moved onto its `@compute` entry point, or as it is when it has none. */
+export function placeSubgroupSize(code: string): string {
+  const m = SUBGROUP_SIZE.exec(code);
+  if (!m) return code;
+  return code.replace(SUBGROUP_SIZE, '').replace('@compute @workgroup_size(', `@compute @subgroup_size(${m[1]}) @workgroup_size(`);
+}
+
+function hoistOn(device: GPUDeviceLike, info: AdapterInfoLike | undefined): void {
   const create = device.createShaderModule.bind(device);
-  device.createShaderModule = (desc: ShaderModuleDescriptorLike) => create({ ...desc, code: hoistEnableDirectives(desc.code) });
-  HOISTING.add(device);
+  device.createShaderModule = (desc: ShaderModuleDescriptorLike) => create({ ...desc, code: placeSubgroupSize(hoistEnableDirectives(desc.code)) });
+  HOISTING.set(device, { min: info?.subgroupMinSize, max: info?.subgroupMaxSize });
 }
 
 /** tfjs's `WEBGPU_USE_LOW_POWER_GPU` flag (registered by tfjs-backend-webgpu; false without it). */
@@ -124,8 +142,8 @@ export function registerWebGPUBackend(WebGPUBackend: WebGPUBackendClass): boolea
       if (v !== undefined) requiredLimits[name] = v;
     }
     const device = await adapter.requestDevice({ requiredFeatures: [...requiredFeatures], requiredLimits });
-    hoistOn(device);
     const adapterInfo = 'info' in adapter ? adapter.info : adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : undefined;
+    hoistOn(device, adapterInfo as AdapterInfoLike | undefined);
     return new (WebGPUBackend as unknown as new (device: unknown, adapterInfo?: unknown) => unknown)(device, adapterInfo);
   };
   registerBackend('webgpu', factory as never, 3);
@@ -155,4 +173,21 @@ export function webgpuHasSubgroups(): boolean {
 export function webgpuSubgroupKernels(): boolean {
   const device = startedBackend()?.device;
   return !!device && HOISTING.has(device) && device.features.has('subgroups');
+}
+
+/** The subgroup sizes of the started `webgpu` backend's adapter, and whether a kernel may require one of them. */
+export interface WebGPUSubgroupSizes {
+  /** The adapter's `subgroupMinSize` and `subgroupMaxSize` (powers of two; WebGPU guarantees ≥ 4). */
+  min: number;
+  max: number;
+  /** The device has `subgroup-size-control`: a shader may require a size in [min, max] with `@subgroup_size(N)`. */
+  control: boolean;
+}
+
+/** {@link WebGPUSubgroupSizes} where {@link webgpuSubgroupKernels} holds and the adapter reports its sizes; else null. */
+export function webgpuSubgroupSizes(): WebGPUSubgroupSizes | null {
+  const device = startedBackend()?.device;
+  const sizes = device && HOISTING.get(device);
+  if (!device || !sizes || !device.features.has('subgroups') || sizes.min === undefined || sizes.max === undefined) return null;
+  return { min: sizes.min, max: sizes.max, control: device.features.has('subgroup-size-control') };
 }

@@ -7,8 +7,7 @@ import { checkMap, checkSameShape, pick } from './checks.js';
 import { dualPerspectiveEnhance, type EnhanceOptions } from './dualPerspectiveEnhance.js';
 import { linearConcatFuse, type FuseOptions } from './linearConcatFuse.js';
 import { checkAttention, checkFuse, type SpatialEmbedWeights } from './weights.js';
-import { demKernelsActive } from './attention.js';
-import { bilinearDown, bilinearDownRefusal } from '../kernels/webgpu/bilinearDown.js';
+import { demKernel } from './attention.js';
 
 /** Options of {@link spatialEmbed}. */
 export interface SpatialEmbedOptions extends EnhanceOptions, FuseOptions {
@@ -16,8 +15,8 @@ export interface SpatialEmbedOptions extends EnhanceOptions, FuseOptions {
   outSize?: readonly [number, number];
   /**
    * `'bilinear'` (default, official): `resizeBilinear(x, outSize, alignCorners = false,
-   * halfPixelCenters = true)`, PyTorch's `align_corners=False` (on webgpu without a gradient tape:
-   * the same bilinear as one kernel, src/kernels/webgpu/bilinearDown.ts). `'avg'`: the paper's average
+   * halfPixelCenters = true)`, PyTorch's `align_corners=False` (the op: on webgpu without a gradient
+   * tape, the same bilinear as one kernel, src/kernels/webgpu/bilinearDown.ts). `'avg'`: the paper's average
    * pooling (the size must divide).
    */
   reduce?: 'bilinear' | 'avg';
@@ -66,8 +65,6 @@ export function spatialEmbed(localTiles: Tensor4D, globalTiles: Tensor4D, w: Spa
     const enhanced = dualPerspectiveEnhance(L, G, w.attention, opts);
     const fused = linearConcatFuse(enhanced.local, enhanced.global, w.fuse, opts); // [B, H, W, d]
     if (reduce === 'avg') return avgPool(fused, [H / outSize[0], W / outSize[1]]);
-    // webgpu, no gradient tape: one kernel (the tfjs op is the reference and the differentiable path).
-    if (demKernelsActive() && bilinearDownRefusal(fused.shape, outSize) === null) return bilinearDown(fused, outSize);
-    return resizeBilinear(fused, outSize);
+    return resizeBilinear(fused, outSize, { kernel: demKernel() }); // one kernel on webgpu, no gradient tape
   });
 }

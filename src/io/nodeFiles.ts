@@ -1,9 +1,9 @@
 /**
- * Node-only file helpers shared by the checkpoint readers (`loadSafetensors`, the lazy LLaMA
- * weight store, the tokenizer and config readers). Node's `fs/promises` and `path` are taken
- * with `process.getBuiltinModule` (Node ≥ 20.16), which is not an import: bundlers see nothing,
- * and importing the library in a browser never touches Node. On older Node they are imported
- * with a computed specifier (equally invisible to bundlers).
+ * Node-only file helpers of the local sources (sources/path.ts, sources/open.ts) and the image
+ * decoders. Node's `fs/promises` and `path` are taken with `process.getBuiltinModule`
+ * (Node ≥ 20.16), which is not an import: bundlers see nothing, and importing the library in a
+ * browser never touches Node. On older Node they are imported with a computed specifier
+ * (equally invisible to bundlers).
  */
 import { errorMessage as message } from '../util/format.js';
 

@@ -2,7 +2,7 @@
  * Reading Hugging Face checkpoint directories: typed fields out of a parsed `config.json`, and
  * two small helpers that read a folder's `config.json` and list its tensor names (from
  * `model.safetensors.index.json`, or the header of `model.safetensors`) without reading any
- * tensor data. A folder is a local path (Node), a URL or Files (see io/source.ts).
+ * tensor data. A folder is a local path (Node), a URL or Files (see io/sources/).
  */
 import { SAFETENSORS_INDEX_FILE, SAFETENSORS_SINGLE_FILE, describeSource, loaderError, readHeaderFrom, resolveCheckpoint } from '../io/loadSafetensors.js';
 import { errorMessage as message } from '../util/format.js';
@@ -105,7 +105,7 @@ export async function readDirFile(dir: ModelDirectory, file: string, fn: string,
   } catch (e) {
     throw new Error(`${fn}: cannot read ${p}: ${without(p, e)}`, { cause: e });
   }
-  if (bytes === undefined && required) throw new Error(`${fn}: cannot read ${p}: ${missingWhy(dir)}`);
+  if (bytes === undefined && required) throw new Error(`${fn}: cannot read ${p}: ${missingWhy(dir, file)}`);
   return bytes;
 }
 

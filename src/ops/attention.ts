@@ -43,7 +43,8 @@ import {
   type Tensor2D,
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
-import { flashAttention, flashAttentionPlan, webgpuLimits, type FlashAttentionPlan } from '../kernels/webgpu/flashAttention.js';
+import { flashAttention, flashAttentionPlan, type FlashAttentionPlan } from '../kernels/webgpu/flashAttention.js';
+import { webgpuLimits } from '../kernels/webgpu/program.js';
 
 /**
  * How independent attention problems are grouped into calls:

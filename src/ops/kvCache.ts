@@ -35,7 +35,7 @@ export interface KvCacheWriteOptions {
   /**
    * Rotary embedding applied to `update` before it is written (LLaMA's keys): tables `[T, hd]` for
    * positions `P … P + T − 1`, `x·cos + rotate_half(x)·sinSigned`, with `sinSigned = cat(−sin, sin)`
-   * (src/models/llama.ts's `ropeTables`).
+   * (src/models/llama/rope.ts's `ropeTables`).
    */
   rope?: { cos: Tensor2D; sinSigned: Tensor2D };
   /**

@@ -8,8 +8,7 @@
  * gradient tape is recording. The RMSNorm op (./rmsNorm.ts) shares the options and checks.
  */
 import { add, engine, getBackend, moments, mul, reshape, rsqrt, sub, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
-import { webgpuLimits } from '../kernels/webgpu/flashAttention.js';
-import { normFused, normPlan, normSubgroups, type NormKind, type NormPlan } from '../kernels/webgpu/layerNorm.js';
+import { normFused, normKernelPlan, type NormKind, type NormPlan } from '../kernels/webgpu/layerNorm.js';
 
 /** PyTorch `nn.LayerNorm` parameters over the last axis. */
 export interface LayerNorm {
@@ -88,7 +87,7 @@ function fusedPlan(fn: string, rows: number, d: number): NormPlan | string {
   if (getBackend() !== 'webgpu') return `it runs on the webgpu backend only (active: ${getBackend()})`;
   if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
   if (rows === 0) return 'x has no rows';
-  return normPlan(rows, d, webgpuLimits(), normSubgroups(fn));
+  return normKernelPlan(fn, rows, d);
 }
 
 /**

@@ -7,7 +7,7 @@
  * used by default there while no gradient tape is recording.
  */
 import { add, engine, erf, getBackend, matMul, mul, reshape, sigmoid, transpose, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
-import { webgpuLimits } from '../kernels/webgpu/flashAttention.js';
+import { webgpuLimits } from '../kernels/webgpu/program.js';
 import { LINEAR_ACTIVATIONS, matMulFused, matMulPlan, type LinearActivation, type MatMulPlan } from '../kernels/webgpu/matMulFused.js';
 
 export { LINEAR_ACTIVATIONS, type LinearActivation } from '../kernels/webgpu/matMulFused.js';

@@ -17,12 +17,12 @@
  *   Node) by a plain one-thread-per-weight WGSL kernel (src/kernels/webgpu/packedDequantize.ts,
  *   written independently of the fused kernels' decoding). Materialising the whole float32 weight on
  *   every call makes it slow: it is the reference (tests) and what runs under `tf.grad` or off
- *   webgpu. (The CPU backends' fast path for packed weights is src/models/llamaWeights.ts's own GEMV.)
+ *   webgpu. (The CPU backends' fast path for weights held in JS memory is ./cpuPackedLinear.ts: the wasm GEMV.)
  */
 import { checkOptionNames } from '../util/options.js';
 import { engine, getBackend, reshape, tensor2d, tidy, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
 import { webgpuSubgroupKernels } from '../backends/webgpuDevice.js';
-import { webgpuLimits } from '../kernels/webgpu/flashAttention.js';
+import { webgpuLimits } from '../kernels/webgpu/program.js';
 import { packedDequantize } from '../kernels/webgpu/packedDequantize.js';
 import { LINEAR_ACTIVATIONS, type LinearActivation } from '../kernels/webgpu/matMulFused.js';
 import {

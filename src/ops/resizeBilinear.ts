@@ -1,5 +1,28 @@
-import { image, matMul, reshape, tensor2d, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+/**
+ * Bilinear resize with half-pixel centres (PyTorch's `align_corners=False`). Two implementations
+ * ({@link ResizeBilinearOptions.kernel}): tfjs's native resize with our gradient (every backend,
+ * differentiable, the reference), and on webgpu one kernel (src/kernels/webgpu/bilinearDown.ts),
+ * used by default there while no gradient tape records.
+ */
+import { engine, getBackend, image, matMul, reshape, tensor2d, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+import { bilinearDown, bilinearDownRefusal } from '../kernels/webgpu/bilinearDown.js';
+import { showJson as show, showValue } from '../util/format.js';
+import { checkOptionNames } from '../util/options.js';
 import { withGradient } from './withGradient.js';
+
+/** Options of {@link resizeBilinear}. */
+export interface ResizeBilinearOptions {
+  /**
+   * - `'auto'` (default): the kernel on webgpu when no gradient tape records and the tensors fit
+   *   the device's binding limits; the composition otherwise;
+   * - `'fused'`: the kernel, or an error saying why it cannot run (not webgpu, under tf.grad, limits);
+   * - `'composition'`: tfjs's resize (every backend, differentiable).
+   */
+  kernel?: 'auto' | 'fused' | 'composition';
+}
+
+const FN = 'resizeBilinear';
+const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 /**
  * `[outSize, inSize]` matrix of PyTorch's `align_corners=False` linear interpolation weights
@@ -19,14 +42,43 @@ export function bilinearWeights(inSize: number, outSize: number): Float32Array {
   return m;
 }
 
+/** Checks the call up front; returns the kernel choice. */
+function check(x: Tensor4D, size: readonly [number, number], opts: ResizeBilinearOptions): (typeof KERNELS)[number] {
+  if (x === null || typeof x !== 'object' || !Array.isArray((x as Tensor4D).shape)) throw new Error(`${FN}: x must be a tensor [B, H, W, C], got ${x === null ? 'null' : typeof x}`);
+  if (x.isDisposed) throw new Error(`${FN}: x is a disposed tensor`);
+  if (x.rank !== 4) throw new Error(`${FN}: x must be [B, H, W, C], got shape ${show(x.shape)}`);
+  if (x.dtype !== 'float32') throw new Error(`${FN}: x must be float32, got ${x.dtype}`);
+  if (!Array.isArray(size) || size.length !== 2 || !size.every((s) => Number.isInteger(s) && s > 0)) throw new Error(`${FN}: size must be [height, width] of positive integers, got ${show(size)}`);
+  checkOptionNames(FN, opts, ['kernel']);
+  const kernel = opts.kernel ?? 'auto';
+  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${showValue(kernel)}`);
+  return kernel;
+}
+
+/** Why the kernel cannot run this call, or null. */
+function kernelRefusal(x: Tensor4D, size: readonly [number, number]): string | null {
+  const backend = getBackend();
+  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
+  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  return bilinearDownRefusal(x.shape, size);
+}
+
 /**
  * Bilinear resize with half-pixel centres, as PyTorch's `F.interpolate(mode='bilinear',
- * align_corners=False)` (no antialiasing). The forward pass is tfjs's native
- * `resizeBilinear(x, size, false, true)`; the gradient is ours, `Ryᵀ · dy · Rx`, because
- * tfjs 4.22's ResizeBilinearGrad kernels ignore `halfPixelCenters` (found by this project's
- * PyTorch gradient fixtures: wrong weight gradients, right sums).
+ * align_corners=False)` (no antialiasing): `x` float32 `[B, H, W, C]` → `[B, size[0], size[1], C]`.
+ * The composition's forward pass is tfjs's native `resizeBilinear(x, size, false, true)`; the
+ * gradient is ours, `Ryᵀ · dy · Rx`, because tfjs 4.22's ResizeBilinearGrad kernels ignore
+ * `halfPixelCenters` (found by this project's PyTorch gradient fixtures: wrong weight gradients,
+ * right sums). On webgpu the kernel by default ({@link ResizeBilinearOptions.kernel}).
  */
-export function resizeBilinear(x: Tensor4D, [oh, ow]: readonly [number, number]): Tensor4D {
+export function resizeBilinear(x: Tensor4D, size: readonly [number, number], opts: ResizeBilinearOptions = {}): Tensor4D {
+  const kernel = check(x, size, opts);
+  if (kernel !== 'composition') {
+    const why = kernelRefusal(x, size);
+    if (why === null) return bilinearDown(x, size);
+    if (kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${why}`);
+  }
+  const [oh, ow] = size;
   const [B, H, W, C] = x.shape;
   return withGradient<Tensor4D>(
     x,

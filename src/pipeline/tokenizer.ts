@@ -6,7 +6,7 @@
  * Special token ids (BOS, EOS) come from the checkpoint's files, never from constants.
  *
  * {@link loadTokenizer} reads a local folder (Node), a URL or Files; no Node built-in is
- * imported (see io/source.ts). {@link tokenizerFromJson} builds one from parsed JSON anywhere.
+ * imported (see io/sources/). {@link tokenizerFromJson} builds one from parsed JSON anywhere.
  */
 import { errorMessage as message, isPlainObject } from '../util/format.js';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';

@@ -8,8 +8,8 @@
  * Registered lazily as {@link BILINEAR_DOWN_KERNEL} for 'webgpu'; no gradient (the caller runs
  * the differentiable op while a gradient tape records).
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor4D, type TensorInfo } from '@tensorflow/tfjs-core';
-import { webgpuLimits, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './flashAttention.js';
+import type { Tensor4D } from '@tensorflow/tfjs-core';
+import { ceilDiv, defineWebGPUKernel, grid2D, webgpuLimits, type ProgramUniform, type WebGPUProgramLike } from './program.js';
 
 export const BILINEAR_DOWN_KERNEL = 'InfLlavaBilinearResize';
 const THREADS = 64;
@@ -79,31 +79,20 @@ interface KernelAttrs {
   ow: number;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(BILINEAR_DOWN_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: BILINEAR_DOWN_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { oh, ow } = attrs as unknown as KernelAttrs;
-      const { x } = inputs as { x: TensorInfo };
-      const [B, H, W, C] = x.shape as [number, number, number, number];
-      const groups = Math.ceil((B * oh * ow * C) / THREADS);
-      const maxDim = (backend as unknown as WebGPUBackendLike).device.limits.maxComputeWorkgroupsPerDimension;
-      const gx = Math.min(groups, maxDim);
-      const program = new BilinearDownProgram([B, oh, ow, C], [gx, Math.ceil(groups / gx), 1]);
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [B] },
-        { type: 'int32', data: [H] },
-        { type: 'int32', data: [W] },
-        { type: 'int32', data: [C] },
-        { type: 'int32', data: [oh] },
-        { type: 'int32', data: [ow] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [x], 'float32', uniforms);
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<KernelAttrs>(BILINEAR_DOWN_KERNEL, ({ x }, backend, { oh, ow }) => {
+  const [B, H, W, C] = x!.shape as [number, number, number, number];
+  const [gx, gy] = grid2D(ceilDiv(B * oh * ow * C, THREADS), backend.device.limits.maxComputeWorkgroupsPerDimension);
+  const program = new BilinearDownProgram([B, oh, ow, C], [gx, gy, 1]);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [B] },
+    { type: 'int32', data: [H] },
+    { type: 'int32', data: [W] },
+    { type: 'int32', data: [C] },
+    { type: 'int32', data: [oh] },
+    { type: 'int32', data: [ow] },
+  ];
+  return backend.runWebGPUProgram(program, [x!], 'float32', uniforms);
+});
 
 /** Why the kernel cannot take this input on the active webgpu backend, or null. */
 export function bilinearDownRefusal(shape: readonly number[], [oh, ow]: readonly [number, number]): string | null {
@@ -111,12 +100,11 @@ export function bilinearDownRefusal(shape: readonly number[], [oh, ow]: readonly
   const largest = Math.max(B * H * W * C, B * oh * ow * C);
   const limits = webgpuLimits();
   if (largest * 4 > limits.maxStorageBufferBindingSize || largest >= 2 ** 31) return `a tensor of ${largest} elements exceeds the storage binding limit`;
-  if (Math.ceil(B * oh * ow * C / THREADS) > limits.maxComputeWorkgroupsPerDimension ** 2) return 'too many workgroups';
+  if (ceilDiv(B * oh * ow * C, THREADS) > limits.maxComputeWorkgroupsPerDimension ** 2) return 'too many workgroups';
   return null;
 }
 
 /** The resize on the active webgpu backend; `x` float32 `[B, H, W, C]`. Returns one new tensor. */
 export function bilinearDown(x: Tensor4D, [oh, ow]: readonly [number, number]): Tensor4D {
-  ensureRegistered();
-  return engine().runKernel(BILINEAR_DOWN_KERNEL, { x }, { oh, ow } as unknown as NamedAttrMap) as Tensor4D;
+  return runKernel({ x }, { oh, ow }) as Tensor4D;
 }

@@ -35,28 +35,11 @@
  * tape is recording. Nothing here imports tfjs-backend-webgpu (an optional peer): the program
  * is a plain object the backend's `runWebGPUProgram` compiles.
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor4D, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { Tensor4D } from '@tensorflow/tfjs-core';
 import { runFlashAttentionCombine } from './flashAttentionCombine.js';
+import { ceilDiv, defineWebGPUKernel, type ProgramUniform, type WebGPULimits, type WebGPUProgramLike } from './program.js';
 
 export const FLASH_ATTENTION_KERNEL = 'InfLlavaFlashAttention';
-
-/** The subset of tfjs-backend-webgpu's backend and program types used here (structural, no import). */
-export interface WebGPUProgramLike {
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
-  variableNames: string[];
-  uniforms?: string;
-  size?: boolean;
-  getUserCode(): string;
-}
-export type ProgramUniform = Array<{ type: 'int32' | 'float32'; data: number[] }>;
-export interface WebGPUBackendLike {
-  runWebGPUProgram(program: WebGPUProgramLike, inputs: TensorInfo[], outputDtype: 'float32', uniforms?: ProgramUniform): TensorInfo;
-  device: { limits: { maxComputeWorkgroupStorageSize: number; maxStorageBufferBindingSize: number; maxComputeWorkgroupsPerDimension: number } };
-}
 
 /** Largest head widths the kernel takes (registers hold TM × ⌈dv/4C⌉ vec4 accumulators per thread). */
 export const FUSED_MAX_HEAD_WIDTH = 256;
@@ -127,8 +110,6 @@ const BY_ROWS: Array<[maxRows: number, first: Geometry[]]> = [
   [16, [[8, 2, 8, 4], [8, 2, 8, 2]]],
 ];
 
-const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
-
 function sharedBytes(bq: number, bk: number, c: number, dk4: number, dv4: number): number {
   // qs: bq rows of dk4+1 vec4; kvs: bk rows of max(dk4, dv4)+1 vec4; ps: bq rows of bk/4+1 vec4; mx: bq·c f32; 2 i32.
   return 16 * (bq * (dk4 + 1) + bk * (Math.max(dk4, dv4) + 1) + bq * (bk / 4 + 1)) + 4 * bq * c + 8;
@@ -155,7 +136,7 @@ export function flashAttentionTiles(rows: number, dk: number, dv: number, maxSha
  * The launch plan for these shapes on a device with these limits, or the reason the fused
  * kernel cannot take them. `splits` forces the number of key chunks (1: no split-K).
  */
-export function flashAttentionPlan(s: FlashAttentionShape, limits: WebGPUBackendLike['device']['limits'], splits?: number): FlashAttentionPlan | string {
+export function flashAttentionPlan(s: FlashAttentionShape, limits: WebGPULimits, splits?: number): FlashAttentionPlan | string {
   const { B, H, Hkv, Tq, Tk, dk, dv } = s;
   const rows = (H / Hkv) * Tq;
   const G = B * Hkv;
@@ -424,41 +405,27 @@ interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'>, Required
   queryBlocks: number;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(FLASH_ATTENTION_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: FLASH_ATTENTION_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const a = attrs as unknown as KernelAttrs;
-      const { qIn, kIn, vIn } = inputs as { qIn: TensorInfo; kIn: TensorInfo; vIn: TensorInfo };
-      const G = a.B * a.Hkv;
-      const rows = (a.H / a.Hkv) * a.Tq;
-      const split = a.splits > 1;
-      const tiles = tilesOf(a);
-      const program = new FlashAttentionProgram(
-        { dk: a.dk, dv: a.dv, tiles, causal: a.causal, keysTransposed: a.keysTransposed, split, validKeys: true },
-        split ? [G, a.splits, rows, a.dv + 2] : [a.B, a.H, a.Tq, a.dv],
-        [a.queryBlocks, a.splits, G],
-      );
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [rows] },
-        { type: 'int32', data: [a.Tq] },
-        { type: 'int32', data: [a.keyStride] },
-        { type: 'int32', data: [a.chunkKeys] },
-        { type: 'int32', data: [a.splits] },
-        { type: 'float32', data: [a.scale] },
-        { type: 'int32', data: [a.Tk] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [qIn, kIn, vIn], 'float32', uniforms);
-    },
-  });
-}
-
-/** Device limits of the active webgpu backend. */
-export function webgpuLimits(): WebGPUBackendLike['device']['limits'] {
-  return (engine().backend as unknown as WebGPUBackendLike).device.limits;
-}
+const runKernel = defineWebGPUKernel<KernelAttrs>(FLASH_ATTENTION_KERNEL, ({ qIn, kIn, vIn }, backend, a) => {
+  const G = a.B * a.Hkv;
+  const rows = (a.H / a.Hkv) * a.Tq;
+  const split = a.splits > 1;
+  const tiles = tilesOf(a);
+  const program = new FlashAttentionProgram(
+    { dk: a.dk, dv: a.dv, tiles, causal: a.causal, keysTransposed: a.keysTransposed, split, validKeys: true },
+    split ? [G, a.splits, rows, a.dv + 2] : [a.B, a.H, a.Tq, a.dv],
+    [a.queryBlocks, a.splits, G],
+  );
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [rows] },
+    { type: 'int32', data: [a.Tq] },
+    { type: 'int32', data: [a.keyStride] },
+    { type: 'int32', data: [a.chunkKeys] },
+    { type: 'int32', data: [a.splits] },
+    { type: 'float32', data: [a.scale] },
+    { type: 'int32', data: [a.Tk] },
+  ];
+  return backend.runWebGPUProgram(program, [qIn!, kIn!, vIn!], 'float32', uniforms);
+});
 
 /**
  * Runs the fused kernel (and, split-K, the combine kernel) on the active webgpu backend.
@@ -472,7 +439,6 @@ export function flashAttention(
   s: FlashAttentionShape & { causal: boolean; scale: number; keysTransposed: boolean },
   plan: FlashAttentionPlan,
 ): Tensor4D {
-  ensureRegistered();
   const attrs: KernelAttrs = {
     B: s.B, H: s.H, Hkv: s.Hkv, Tq: s.Tq, Tk: s.Tk, dk: s.dk, dv: s.dv,
     causal: s.causal, keysTransposed: s.keysTransposed, scale: s.scale,
@@ -480,7 +446,7 @@ export function flashAttention(
     splits: plan.splits, chunkKeys: plan.splits > 1 ? plan.chunkKeys : Math.max(plan.chunkKeys, s.Tk), queryBlocks: plan.queryBlocks,
     keyStride: s.keyStride ?? s.Tk,
   };
-  const out = engine().runKernel(FLASH_ATTENTION_KERNEL, { qIn: q, kIn: k, vIn: v }, attrs as unknown as NamedAttrMap) as Tensor4D;
+  const out = runKernel({ qIn: q, kIn: k, vIn: v }, attrs) as Tensor4D;
   if (plan.splits === 1) return out;
   const combined = runFlashAttentionCombine(out, [s.B, s.H, s.Tq, s.dv]);
   out.dispose();

@@ -10,8 +10,8 @@
  * every row sees key 0, so M is finite). Output `[B, H, Tq, dv]`, which is `[B·Hkv, rows, dv]`
  * in memory. Registered as {@link FLASH_ATTENTION_COMBINE_KERNEL} for 'webgpu' on first use.
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor, type Tensor4D, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgramLike } from './flashAttention.js';
+import type { Tensor, Tensor4D } from '@tensorflow/tfjs-core';
+import { ceilDiv, defineWebGPUKernel, type ProgramUniform, type WebGPUProgramLike } from './program.js';
 
 export const FLASH_ATTENTION_COMBINE_KERNEL = 'InfLlavaFlashAttentionCombine';
 
@@ -62,7 +62,7 @@ class FlashAttentionCombineProgram implements WebGPUProgramLike {
     outputShape: number[],
   ) {
     this.outputShape = outputShape;
-    this.dispatch = [Math.ceil(outputShape.reduce((a, b) => a * b, 1) / THREADS), 1, 1];
+    this.dispatch = [ceilDiv(outputShape.reduce((a, b) => a * b, 1), THREADS), 1, 1];
     this.shaderKey = `infLlavaFlashAttentionCombine_${dv}`;
   }
 
@@ -71,27 +71,17 @@ class FlashAttentionCombineProgram implements WebGPUProgramLike {
   }
 }
 
-function ensureRegistered(): void {
-  if (getKernel(FLASH_ATTENTION_COMBINE_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: FLASH_ATTENTION_COMBINE_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { partial } = inputs as { partial: TensorInfo };
-      const outShape = (attrs as unknown as { outShape: number[] }).outShape;
-      const [, splits, rows, w] = partial.shape as [number, number, number, number];
-      const program = new FlashAttentionCombineProgram(w - 2, outShape);
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [rows] },
-        { type: 'int32', data: [splits] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [partial], 'float32', uniforms);
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<{ outShape: number[] }>(FLASH_ATTENTION_COMBINE_KERNEL, ({ partial }, backend, { outShape }) => {
+  const [, splits, rows, w] = partial!.shape as [number, number, number, number];
+  const program = new FlashAttentionCombineProgram(w - 2, outShape);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [rows] },
+    { type: 'int32', data: [splits] },
+  ];
+  return backend.runWebGPUProgram(program, [partial!], 'float32', uniforms);
+});
 
 /** Merges the split-K partials `[B·Hkv, splits, rows, dv + 2]` into the attention output `outShape` = `[B, H, Tq, dv]`. */
 export function runFlashAttentionCombine(partial: Tensor, outShape: [number, number, number, number]): Tensor4D {
-  ensureRegistered();
-  return engine().runKernel(FLASH_ATTENTION_COMBINE_KERNEL, { partial }, { outShape } as unknown as NamedAttrMap) as Tensor4D;
+  return runKernel({ partial }, { outShape }) as Tensor4D;
 }

@@ -21,13 +21,13 @@
  *
  * With `rope` (the k write of a LLaMA layer) the rotary embedding is applied on the way:
  * `x·cos + rotate_half(x)·sinSigned`, tables `[T, hd]` for positions P … P + T − 1, where
- * `rotate_half(x)[d] = x[(d + hd/2) mod hd]` and sinSigned = cat(−sin, sin) (src/models/llama.ts's tables).
+ * `rotate_half(x)[d] = x[(d + hd/2) mod hd]` and sinSigned = cat(−sin, sin) (src/models/llama/rope.ts's tables).
  *
  * Registered as {@link KV_CACHE_WRITE_KERNEL} for 'webgpu' on first use; `src/ops/kvCache.ts` is
  * the op (validation, the composition).
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgramLike } from './flashAttention.js';
+import type { Tensor, TensorInfo } from '@tensorflow/tfjs-core';
+import { defineWebGPUKernel, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './program.js';
 
 export const KV_CACHE_WRITE_KERNEL = 'InfLlavaKvCacheWrite';
 
@@ -89,7 +89,6 @@ class KvCacheWriteProgram implements WebGPUProgramLike {
 
 /** The backend internals the in-place write touches (tfjs-backend-webgpu 4.22). */
 interface InPlaceBackend extends WebGPUBackendLike {
-  runWebGPUProgram(program: WebGPUProgramLike, inputs: TensorInfo[], outputDtype: 'float32', uniforms?: ProgramUniform, output?: TensorInfo): TensorInfo;
   incRef(dataId: object): void;
   tensorMap: { get(dataId: object): { values: unknown } | undefined };
 }
@@ -99,46 +98,37 @@ interface Attrs {
   layout: KvUpdateLayout;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(KV_CACHE_WRITE_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: KV_CACHE_WRITE_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { position, layout } = attrs as unknown as Attrs;
-      const { cache, newIn, cosIn, sinIn } = inputs as Record<string, TensorInfo>;
-      const be = backend as unknown as InPlaceBackend;
-      const [B, H, smax, hd] = cache!.shape as [number, number, number, number];
-      const T = newIn!.shape[layout === 'BHTD' ? 2 : 1]!;
-      const program = new KvCacheWriteProgram(!!cosIn, layout, [B, H, T, hd]);
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [H] },
-        { type: 'int32', data: [T] },
-        { type: 'int32', data: [hd] },
-        { type: 'int32', data: [smax] },
-        { type: 'int32', data: [position] },
-      ];
-      const out: TensorInfo = { dataId: cache!.dataId, shape: cache!.shape, dtype: 'float32' };
-      be.runWebGPUProgram(program, cosIn ? [newIn!, cosIn, sinIn!] : [newIn!], 'float32', uniforms, out);
-      const data = be.tensorMap.get(cache!.dataId);
-      if (data) data.values = null; // a CPU copy from an earlier read is stale now
-      be.incRef(cache!.dataId); // the engine's output tensor is an alias of the cache
-      return out;
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<Attrs>(KV_CACHE_WRITE_KERNEL, (inputs, backend, { position, layout }) => {
+  const { cache, newIn, cosIn, sinIn } = inputs;
+  const be = backend as InPlaceBackend;
+  const [B, H, smax, hd] = cache!.shape as [number, number, number, number];
+  const T = newIn!.shape[layout === 'BHTD' ? 2 : 1]!;
+  const program = new KvCacheWriteProgram(!!cosIn, layout, [B, H, T, hd]);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [H] },
+    { type: 'int32', data: [T] },
+    { type: 'int32', data: [hd] },
+    { type: 'int32', data: [smax] },
+    { type: 'int32', data: [position] },
+  ];
+  const out: TensorInfo = { dataId: cache!.dataId, shape: cache!.shape, dtype: 'float32' };
+  be.runWebGPUProgram(program, cosIn ? [newIn!, cosIn, sinIn!] : [newIn!], 'float32', uniforms, out);
+  const data = be.tensorMap.get(cache!.dataId);
+  if (data) data.values = null; // a CPU copy from an earlier read is stale now
+  be.incRef(cache!.dataId); // the engine's output tensor is an alias of the cache
+  return out;
+});
 
 /**
  * Writes `update` into `cache` at position `position` in place (see the header); optional rotary
  * tables `[T, hd]`. Inputs are assumed validated (src/ops/kvCache.ts). Returns nothing: `cache` holds the result.
  */
 export function kvCacheWriteInPlace(cache: Tensor, update: Tensor, position: number, layout: KvUpdateLayout, rope?: { cos: Tensor; sinSigned: Tensor }): void {
-  ensureRegistered();
   const inputs: Record<string, Tensor> = { cache, newIn: update };
   if (rope) {
     inputs.cosIn = rope.cos;
     inputs.sinIn = rope.sinSigned;
   }
-  const alias = engine().runKernel(KV_CACHE_WRITE_KERNEL, inputs, { position, layout } as unknown as NamedAttrMap) as Tensor;
+  const alias = runKernel(inputs, { position, layout });
   alias.dispose();
 }

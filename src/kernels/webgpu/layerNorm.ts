@@ -17,12 +17,8 @@
  *
  * Two reductions of a per-thread partial to a workgroup total ({@link normKernelConfig}):
  * - subgroups (device feature `subgroups`, WGSL `enable subgroups;`): `subgroupAdd`, one partial
- *   per subgroup into workgroup memory, one barrier, every thread sums the (WG / subgroup size)
- *   partials. The subgroup size is not known when the shader compiles (NVIDIA 32, SwiftShader 4),
- *   and neither is which invocations share a subgroup, so nothing is assumed: at the start each
- *   subgroup's lowest `local_invocation_index` (subgroupMin) sets its bit in a workgroup bitmask,
- *   and a subgroup's slot is the number of leaders below its own (popcounts). Deterministic: the
- *   partials are summed in slot order.
+ *   per subgroup into workgroup memory at its slot (./subgroups.ts: no assumption on the subgroup
+ *   size or layout), one barrier, every thread sums the partials in slot order (deterministic).
  * - workgroup memory only: a tree over WG slots, log2(WG) barriers.
  * The subgroup path is taken when the device has the feature and was made by
  * src/backends/webgpuDevice.ts (tfjs 4.22 neither requests the feature nor lets a program put a
@@ -31,9 +27,9 @@
  * Registered lazily as {@link LAYER_NORM_KERNEL} and {@link RMS_NORM_KERNEL} for 'webgpu'; no
  * gradient (src/ops/layerNorm.ts and rmsNorm.ts use them only while no gradient tape records).
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor, type Tensor2D, type TensorInfo } from '@tensorflow/tfjs-core';
-import { webgpuSubgroupKernels } from '../../backends/webgpuDevice.js';
-import { type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './flashAttention.js';
+import type { Tensor, Tensor2D } from '@tensorflow/tfjs-core';
+import { defineWebGPUKernel, grid2D, webgpuLimits, webgpuSubgroupKernels, type ProgramUniform, type WebGPUKernelFunc, type WebGPULimits, type WebGPUProgramLike } from './program.js';
+import { requiredSubgroupSize, subgroupDirectivesWGSL, subgroupSlotsWGSL } from './subgroups.js';
 
 export const LAYER_NORM_KERNEL = 'InfLlavaLayerNorm';
 export const RMS_NORM_KERNEL = 'InfLlavaRMSNorm';
@@ -70,18 +66,18 @@ export interface NormPlan {
   perThread: number;
   /** Reduction with subgroup operations. */
   subgroups: boolean;
+  /** The subgroup size the shader requires (0 or absent: the implementation's; tests set `subgroupKernelConfig.size`). */
+  subgroupSize?: number;
   /** Workgroups: gridX × gridY ≥ rows. */
   grid: [number, number];
 }
-
-type Limits = WebGPUBackendLike['device']['limits'] & { maxComputeInvocationsPerWorkgroup?: number };
 
 /**
  * The plan for `rows` rows of width `d` (the largest operand has `rows · d` elements) on a device
  * with these limits, or why the kernel cannot take it. `subgroups`: whether the reduction may use
  * subgroup operations (decided by the caller from {@link normKernelConfig} and the device).
  */
-export function normPlan(rows: number, d: number, limits: Limits, subgroups: boolean): NormPlan | string {
+export function normPlan(rows: number, d: number, limits: WebGPULimits, subgroups: boolean): NormPlan | string {
   const vec4 = d % 4 === 0;
   const units = vec4 ? d / 4 : d;
   const maxWg = Math.min(MAX_WG, limits.maxComputeInvocationsPerWorkgroup ?? MAX_WG);
@@ -90,8 +86,7 @@ export function normPlan(rows: number, d: number, limits: Limits, subgroups: boo
   const perThread = Math.ceil(units / wg);
   if (perThread > NORM_MAX_UNITS_PER_THREAD) return `rows of ${d} elements exceed ${NORM_MAX_UNITS_PER_THREAD} ${vec4 ? 'vec4' : 'floats'} per thread × ${wg} threads`;
   const maxDim = Math.min(limits.maxComputeWorkgroupsPerDimension, normKernelConfig.maxWorkgroupsPerDimension ?? Infinity);
-  const gridX = Math.min(rows, maxDim);
-  const gridY = Math.ceil(rows / gridX);
+  const [gridX, gridY] = grid2D(rows, maxDim);
   if (gridY > maxDim) return `${rows} rows exceed ${maxDim}² workgroups`;
   if (rows * d * 4 > limits.maxStorageBufferBindingSize || rows * d >= 2 ** 31) return `a tensor of ${rows * d} elements exceeds the storage binding limit`;
   return { rows, d, vec4, units, wg, perThread, subgroups, grid: [gridX, gridY] };
@@ -103,6 +98,8 @@ interface ProgramParams {
   wg: number;
   perThread: number;
   subgroups: boolean;
+  /** Required subgroup size (0: the implementation's). */
+  subgroupSize: number;
   /** Residuals: 0, 1 or 2. */
   residuals: number;
 }
@@ -112,41 +109,12 @@ export function normWGSL(p: ProgramParams): string {
   const { kind, vec4, wg, perThread, subgroups, residuals } = p;
   const T = vec4 ? 'vec4<f32>' : 'f32';
   const hsum = (e: string) => (vec4 ? `dot(${e}, vec4<f32>(1.0))` : e);
-  const words = wg / 32;
   const res = [1, 2]
     .filter((i) => i <= residuals)
     .map((i) => `v = v + res${i}[(row % uniforms.r${i}Rows) * du + c];`)
     .join('\n        ');
   const reduction = subgroups
-    ? /* wgsl */ `
-// Subgroup reduction. Slot of a subgroup = number of subgroup leaders (lowest local index) below
-// its own, from a bitmask of leaders: no assumption on the subgroup size or on which invocations
-// form a subgroup.
-var<workgroup> sgMask : array<atomic<u32>, ${words}>;
-var<workgroup> sgCount : u32;
-var<private> sgLead : bool;
-var<private> sgRank : u32;
-
-fn reduceSetup() -> u32 {
-  if (localIndex < ${words}u) { atomicStore(&sgMask[localIndex], 0u); }
-  workgroupBarrier();
-  let lead = subgroupMin(localIndex);
-  sgLead = localIndex == lead;
-  if (sgLead) { atomicOr(&sgMask[lead / 32u], 1u << (lead % 32u)); }
-  workgroupBarrier();
-  var rank = 0u;
-  var total = 0u;
-  for (var w = 0u; w < ${words}u; w++) {
-    let bits = atomicLoad(&sgMask[w]);
-    total += countOneBits(bits);
-    if (w < lead / 32u) { rank += countOneBits(bits); }
-    if (w == lead / 32u) { rank += countOneBits(bits & ((1u << (lead % 32u)) - 1u)); }
-  }
-  sgRank = rank;
-  if (localIndex == 0u) { sgCount = total; }
-  return workgroupUniformLoad(&sgCount);
-}
-
+    ? /* wgsl */ `${subgroupSlotsWGSL(wg)}
 fn workgroupSum(v : f32, subgroupCount : u32) -> f32 {
   let t = subgroupAdd(v);
   if (sgLead) { red[sgRank] = t; }
@@ -157,8 +125,6 @@ fn workgroupSum(v : f32, subgroupCount : u32) -> f32 {
   return s;
 }`
     : /* wgsl */ `
-fn reduceSetup() -> u32 { return 0u; }
-
 // Tree over the workgroup's slots.
 fn workgroupSum(v : f32, unused : u32) -> f32 {
   red[localIndex] = v;
@@ -189,14 +155,14 @@ fn workgroupSum(v : f32, unused : u32) -> f32 {
   ${loop(`result[base + c] = (s[k] * ${T}(rstd)) * gammaIn[c];`)}`;
   return /* wgsl */ `
 // ---- ${kind === 'layer' ? 'LayerNorm' : 'RMSNorm'}${residuals ? ` of x + ${residuals} residual${residuals > 1 ? 's' : ''}` : ''}: ${wg} threads per row, ${perThread} ${vec4 ? 'vec4' : 'scalar'} per thread, ${subgroups ? 'subgroup' : 'workgroup-tree'} reduction
-${subgroups ? 'enable subgroups;   // hoisted to the top of the module by src/backends/webgpuDevice.ts' : ''}
+${subgroups ? subgroupDirectivesWGSL(p.subgroupSize) : ''}
 const WG : u32 = ${wg}u;
 const V : u32 = ${perThread}u;
 var<workgroup> red : array<f32, ${wg}>;
 ${reduction}
 
 ${'fn main()'} {
-  let subgroupCount = reduceSetup();
+  let subgroupCount = ${subgroups ? 'subgroupSlots()' : '0u'};
   let row = i32(workgroupId.y * numWorkgroups.x + workgroupId.x);
   let live = row < uniforms.rows;   // barriers below are reached by every invocation
   let du = uniforms.du;
@@ -231,7 +197,7 @@ class NormProgram implements WebGPUProgramLike {
   uniforms = 'rows : i32, du : i32, d : i32, r1Rows : i32, r2Rows : i32, eps : f32,';
 
   constructor(private readonly params: ProgramParams, rows: number, d: number, grid: [number, number]) {
-    const { kind, vec4, wg, perThread, subgroups, residuals } = params;
+    const { kind, vec4, wg, perThread, subgroups, subgroupSize, residuals } = params;
     this.outputShape = [rows, d];
     this.dispatch = [grid[0], grid[1], 1];
     this.workgroupSize = [wg, 1, 1];
@@ -241,7 +207,7 @@ class NormProgram implements WebGPUProgramLike {
     if (kind === 'layer') this.variableNames.push('betaIn');
     this.variableComponents = this.variableNames.map(() => (vec4 ? 4 : 1));
     this.outputComponent = vec4 ? 4 : 1;
-    this.shaderKey = `infLlavaNorm_${kind}_${wg}x${perThread}_${vec4 ? 'v4' : 's'}_${subgroups ? 'sg' : 'wg'}_r${residuals}`;
+    this.shaderKey = `infLlavaNorm_${kind}_${wg}x${perThread}_${vec4 ? 'v4' : 's'}_${subgroups ? `sg${subgroupSize || ''}` : 'wg'}_r${residuals}`;
   }
 
   getUserCode(): string {
@@ -258,6 +224,7 @@ interface KernelAttrs {
   wg: number;
   perThread: number;
   subgroups: boolean;
+  subgroupSize: number;
   residuals: number;
   r1Rows: number;
   r2Rows: number;
@@ -265,33 +232,23 @@ interface KernelAttrs {
   gridY: number;
 }
 
-function ensureRegistered(): void {
-  for (const kernelName of [LAYER_NORM_KERNEL, RMS_NORM_KERNEL]) {
-    if (getKernel(kernelName, 'webgpu')) continue;
-    registerKernel({
-      kernelName,
-      backendName: 'webgpu',
-      kernelFunc: ({ inputs, backend, attrs }) => {
-        const a = attrs as unknown as KernelAttrs;
-        const ins = inputs as Record<string, TensorInfo | undefined>;
-        const program = new NormProgram(
-          { kind: a.kind, vec4: a.vec4, wg: a.wg, perThread: a.perThread, subgroups: a.subgroups, residuals: a.residuals },
-          a.rows, a.d, [a.gridX, a.gridY],
-        );
-        const list = program.variableNames.map((name) => ins[name]!);
-        const uniforms: ProgramUniform = [
-          { type: 'int32', data: [a.rows] },
-          { type: 'int32', data: [a.vec4 ? a.d / 4 : a.d] },
-          { type: 'int32', data: [a.d] },
-          { type: 'int32', data: [a.r1Rows] },
-          { type: 'int32', data: [a.r2Rows] },
-          { type: 'float32', data: [a.eps] },
-        ];
-        return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program as WebGPUProgramLike, list, 'float32', uniforms);
-      },
-    });
-  }
-}
+const normKernelFunc: WebGPUKernelFunc<KernelAttrs> = (inputs, backend, a) => {
+  const program = new NormProgram(
+    { kind: a.kind, vec4: a.vec4, wg: a.wg, perThread: a.perThread, subgroups: a.subgroups, subgroupSize: a.subgroupSize, residuals: a.residuals },
+    a.rows, a.d, [a.gridX, a.gridY],
+  );
+  const list = program.variableNames.map((name) => inputs[name]!);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [a.rows] },
+    { type: 'int32', data: [a.vec4 ? a.d / 4 : a.d] },
+    { type: 'int32', data: [a.d] },
+    { type: 'int32', data: [a.r1Rows] },
+    { type: 'int32', data: [a.r2Rows] },
+    { type: 'float32', data: [a.eps] },
+  ];
+  return backend.runWebGPUProgram(program, list, 'float32', uniforms);
+};
+const runKernel = { layer: defineWebGPUKernel(LAYER_NORM_KERNEL, normKernelFunc), rms: defineWebGPUKernel(RMS_NORM_KERNEL, normKernelFunc) };
 
 /**
  * Whether the norm kernels reduce with subgroups on the active webgpu backend, per
@@ -305,6 +262,17 @@ export function normSubgroups(fn: string): boolean {
     throw new Error(`${fn}: normKernelConfig.subgroups is 'on' but the webgpu device cannot run subgroup operations (no 'subgroups' feature, or a device not made by registerWebGPUBackend)`);
   }
   return usable;
+}
+
+/**
+ * The plan for `rows` rows of width `d` on the active webgpu backend, per {@link normKernelConfig}
+ * and `subgroupKernelConfig` (./subgroups.ts), or why the kernel cannot take it; throws, naming
+ * `fn`, for a setting the device cannot honour.
+ */
+export function normKernelPlan(fn: string, rows: number, d: number): NormPlan | string {
+  const plan = normPlan(rows, d, webgpuLimits(), normSubgroups(fn));
+  if (typeof plan === 'string' || !plan.subgroups) return plan;
+  return { ...plan, subgroupSize: requiredSubgroupSize(fn, plan.wg) };
 }
 
 /** Operands of {@link normFused}: x [rows, d], residuals [r·, d] with rows % r· = 0, γ (and β) [d]. */
@@ -322,16 +290,16 @@ export interface NormOperands {
  * `[rows, d]`. Inputs are assumed validated (src/ops/layerNorm.ts, rmsNorm.ts).
  */
 export function normFused(kind: NormKind, o: NormOperands, plan: NormPlan): Tensor2D {
-  ensureRegistered();
   const res = [o.residual, o.residual2].filter((r): r is Tensor2D => !!r);
   const attrs: KernelAttrs = {
     kind, rows: plan.rows, d: plan.d, eps: o.eps,
     vec4: plan.vec4, wg: plan.wg, perThread: plan.perThread, subgroups: plan.subgroups,
+    subgroupSize: plan.subgroupSize ?? 0,
     residuals: res.length, r1Rows: res[0]?.shape[0] ?? 1, r2Rows: res[1]?.shape[0] ?? 1,
     gridX: plan.grid[0], gridY: plan.grid[1],
   };
   const inputs: Record<string, Tensor> = { xIn: o.x, gammaIn: o.gamma };
   res.forEach((r, i) => (inputs[`res${i + 1}`] = r));
   if (kind === 'layer') inputs.betaIn = o.beta!;
-  return engine().runKernel(kind === 'layer' ? LAYER_NORM_KERNEL : RMS_NORM_KERNEL, inputs, attrs as unknown as NamedAttrMap) as Tensor2D;
+  return runKernel[kind](inputs, attrs) as Tensor2D;
 }

@@ -22,8 +22,8 @@
  * Registered as the tfjs kernel {@link MATMUL_FUSED_KERNEL} for 'webgpu' on first use and run
  * through `engine().runKernel`; no gradient (src/ops/linear.ts uses it only while no tape records).
  */
-import { engine, getKernel, registerKernel, reshape, type NamedAttrMap, type Tensor, type Tensor2D, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgramLike } from './flashAttention.js';
+import { reshape, type Tensor, type Tensor2D } from '@tensorflow/tfjs-core';
+import { ceilDiv, defineWebGPUKernel, type ProgramUniform, type WebGPULimits, type WebGPUProgramLike } from './program.js';
 
 export const MATMUL_FUSED_KERNEL = 'InfLlavaMatMulFused';
 
@@ -65,8 +65,6 @@ const MEDIUM: Geometry[] = [[8, 16, 4, 4, 16], [8, 16, 4, 4, 8], [8, 8, 4, 4, 8]
 /** One to 16 rows: 16 × 64 blocks of 64 threads. */
 const SMALL: Geometry[] = [[4, 16, 4, 4, 32], [4, 16, 4, 4, 16], [4, 16, 4, 4, 8]];
 
-const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
-
 /** Tiles for `M` rows within `maxShared` bytes of workgroup memory and `maxThreads` invocations. */
 export function matMulTiles(M: number, maxShared: number, maxThreads = 256): MatMulTiles | string {
   const order = M <= 16 ? [...SMALL, ...MEDIUM] : M <= 48 ? [...MEDIUM, ...LARGE] : [...LARGE, ...MEDIUM];
@@ -83,7 +81,7 @@ export function matMulTiles(M: number, maxShared: number, maxThreads = 256): Mat
 }
 
 /** The plan for an `[M, K] · [N, K]ᵀ` product on a device with these limits, or why the kernel cannot take it. */
-export function matMulPlan(M: number, N: number, K: number, limits: WebGPUBackendLike['device']['limits'] & { maxComputeInvocationsPerWorkgroup?: number }): MatMulPlan | string {
+export function matMulPlan(M: number, N: number, K: number, limits: WebGPULimits): MatMulPlan | string {
   const tiles = matMulTiles(M, limits.maxComputeWorkgroupStorageSize, limits.maxComputeInvocationsPerWorkgroup ?? 256);
   if (typeof tiles === 'string') return tiles;
   const grid: [number, number] = [ceilDiv(N, tiles.bn), ceilDiv(M, tiles.bm)];
@@ -324,32 +322,23 @@ interface KernelAttrs {
   gridY: number;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(MATMUL_FUSED_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: MATMUL_FUSED_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const a = attrs as unknown as KernelAttrs;
-      const ins = inputs as Record<string, TensorInfo | undefined>;
-      const tiles: MatMulTiles = { rt: a.rt, ct: a.ct, tm: a.tm, tn: a.tn, bk: a.bk, bm: a.rt * a.tm, bn: a.ct * a.tn, doubleBuffer: a.doubleBuffer, sharedBytes: 0 };
-      const program = new MatMulFusedProgram(
-        { tiles, vec4: a.vec4, activation: a.activation, bias: a.bias, multiply: a.multiply, residual: a.residual },
-        a.M, a.N, [a.gridX, a.gridY],
-      );
-      const list = [ins.AIn!, ins.BIn!];
-      if (a.bias) list.push(ins.biasIn!);
-      if (a.multiply) list.push(ins.mulIn!);
-      if (a.residual) list.push(ins.residualIn!);
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [a.M] },
-        { type: 'int32', data: [a.N] },
-        { type: 'int32', data: [a.K] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program as WebGPUProgramLike, list, 'float32', uniforms);
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<KernelAttrs>(MATMUL_FUSED_KERNEL, (ins, backend, a) => {
+  const tiles: MatMulTiles = { rt: a.rt, ct: a.ct, tm: a.tm, tn: a.tn, bk: a.bk, bm: a.rt * a.tm, bn: a.ct * a.tn, doubleBuffer: a.doubleBuffer, sharedBytes: 0 };
+  const program = new MatMulFusedProgram(
+    { tiles, vec4: a.vec4, activation: a.activation, bias: a.bias, multiply: a.multiply, residual: a.residual },
+    a.M, a.N, [a.gridX, a.gridY],
+  );
+  const list = [ins.AIn!, ins.BIn!];
+  if (a.bias) list.push(ins.biasIn!);
+  if (a.multiply) list.push(ins.mulIn!);
+  if (a.residual) list.push(ins.residualIn!);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [a.M] },
+    { type: 'int32', data: [a.N] },
+    { type: 'int32', data: [a.K] },
+  ];
+  return backend.runWebGPUProgram(program, list, 'float32', uniforms);
+});
 
 /** Epilogue operands of {@link matMulFused}: `bias` [N], `multiply` and `residual` [M, N]. */
 export interface MatMulEpilogue {
@@ -364,7 +353,6 @@ export interface MatMulEpilogue {
  * returns one new tensor [M, N]. Inputs are assumed validated (src/ops/linear.ts).
  */
 export function matMulFused(x: Tensor2D, w: Tensor2D, e: MatMulEpilogue, plan: MatMulPlan): Tensor2D {
-  ensureRegistered();
   const attrs: KernelAttrs = {
     M: plan.M, N: plan.N, K: plan.K,
     rt: plan.rt, ct: plan.ct, tm: plan.tm, tn: plan.tn, bk: plan.bk, doubleBuffer: plan.doubleBuffer, vec4: plan.vec4,
@@ -375,7 +363,7 @@ export function matMulFused(x: Tensor2D, w: Tensor2D, e: MatMulEpilogue, plan: M
   if (e.bias) inputs.biasIn = e.bias;
   if (e.multiply) inputs.mulIn = e.multiply;
   if (e.residual) inputs.residualIn = e.residual;
-  const out = engine().runKernel(MATMUL_FUSED_KERNEL, inputs, attrs as unknown as NamedAttrMap) as Tensor;
+  const out = runKernel(inputs, attrs);
   const y = reshape(out, [plan.M, plan.N]) as Tensor2D;
   out.dispose();
   return y;

@@ -9,9 +9,9 @@
  *
  * Registered as {@link PACKED_DEQUANTIZE_KERNEL} for 'webgpu' on first use.
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor, type Tensor2D, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgramLike } from './flashAttention.js';
-import type { PackedWeightFormat } from './packedMatMul.js';
+import type { Tensor, Tensor2D } from '@tensorflow/tfjs-core';
+import type { PackedWeightFormat } from './packedFormats.js';
+import { defineWebGPUKernel, type ProgramUniform, type WebGPUProgramLike } from './program.js';
 
 export const PACKED_DEQUANTIZE_KERNEL = 'InfLlavaPackedDequantize';
 
@@ -77,33 +77,23 @@ interface Attrs {
   K: number;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(PACKED_DEQUANTIZE_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: PACKED_DEQUANTIZE_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { format, N, K } = attrs as unknown as Attrs;
-      const ins = inputs as Record<string, TensorInfo>;
-      const program = new PackedDequantizeProgram(format, N, K);
-      const KW = ins.wordsIn!.shape[1]!;
-      const NG = ins.scalesIn ? ins.scalesIn.shape[1]! : 1;
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [K] },
-        { type: 'int32', data: [KW] },
-        { type: 'int32', data: [NG] },
-        { type: 'int32', data: [K / NG] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, program.variableNames.map((n) => ins[n]!), 'float32', uniforms);
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<Attrs>(PACKED_DEQUANTIZE_KERNEL, (ins, backend, { format, N, K }) => {
+  const program = new PackedDequantizeProgram(format, N, K);
+  const KW = ins.wordsIn!.shape[1]!;
+  const NG = ins.scalesIn ? ins.scalesIn.shape[1]! : 1;
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [K] },
+    { type: 'int32', data: [KW] },
+    { type: 'int32', data: [NG] },
+    { type: 'int32', data: [K / NG] },
+  ];
+  return backend.runWebGPUProgram(program, program.variableNames.map((n) => ins[n]!), 'float32', uniforms);
+});
 
 /** The float32 `[N, K]` weight of packed words `[N, K/wpw]` (and scales, mins `[N, K/G]`) on the active webgpu backend. Inputs assumed validated. */
 export function packedDequantize(format: PackedWeightFormat, data: Tensor, scales: Tensor | undefined, mins: Tensor | undefined, K: number): Tensor2D {
-  ensureRegistered();
   const inputs: Record<string, Tensor> = { wordsIn: data };
   if (scales) inputs.scalesIn = scales;
   if (mins) inputs.minsIn = mins;
-  return engine().runKernel(PACKED_DEQUANTIZE_KERNEL, inputs, { format, N: data.shape[0]!, K } as unknown as NamedAttrMap) as Tensor2D;
+  return runKernel(inputs, { format, N: data.shape[0]!, K }) as Tensor2D;
 }

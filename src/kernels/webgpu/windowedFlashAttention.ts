@@ -23,9 +23,10 @@
  * through `engine().runKernel` (tf.profile, tf.memory and tidy see it). No gradient:
  * src/dem/attention.ts uses it only while no gradient tape records.
  */
-import { engine, getKernel, registerKernel, type NamedAttrMap, type Tensor4D, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { Tensor4D } from '@tensorflow/tfjs-core';
 import type { Perspective } from '../../grid.js';
-import { flashAttentionPlan, flashAttentionWGSL, tilesOf, webgpuLimits, type FlashAttentionTiles, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgramLike } from './flashAttention.js';
+import { flashAttentionPlan, flashAttentionWGSL, tilesOf, type FlashAttentionTiles } from './flashAttention.js';
+import { ceilDiv, defineWebGPUKernel, webgpuLimits, type ProgramUniform, type WebGPUProgramLike } from './program.js';
 
 export const WINDOWED_ATTENTION_KERNEL = 'InfLlavaWindowedAttention';
 
@@ -136,44 +137,35 @@ interface KernelAttrs extends Omit<FlashAttentionTiles, 'sharedBytes'> {
   scale: number;
 }
 
-function ensureRegistered(): void {
-  if (getKernel(WINDOWED_ATTENTION_KERNEL, 'webgpu')) return;
-  registerKernel({
-    kernelName: WINDOWED_ATTENTION_KERNEL,
-    backendName: 'webgpu',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const a = attrs as unknown as KernelAttrs;
-      const { qIn, kIn, vIn } = inputs as { qIn: TensorInfo; kIn: TensorInfo; vIn: TensorInfo };
-      const [B, H, W, C] = qIn.shape as [number, number, number, number];
-      const wh = H / a.rows;
-      const ww = W / a.cols;
-      const t = wh * ww;
-      const tiles = tilesOf(a);
-      const windows: Perspective = a.global ? 'global' : 'local';
-      const program = new WindowedAttentionProgram(a.dk, tiles, windows, [B, H, W, C], [Math.ceil(t / a.bq), 1, B * a.rows * a.cols * a.heads]);
-      const uniforms: ProgramUniform = [
-        { type: 'int32', data: [t] }, // rows: one head's queries per group
-        { type: 'int32', data: [t] }, // tq
-        { type: 'int32', data: [t] }, // tk
-        { type: 'int32', data: [Math.ceil(t / a.bk) * a.bk] }, // chunk: all keys
-        { type: 'int32', data: [1] }, // splits
-        { type: 'float32', data: [a.scale] },
-        { type: 'int32', data: [H] },
-        { type: 'int32', data: [W] },
-        { type: 'int32', data: [C] },
-        { type: 'int32', data: [a.heads] },
-        { type: 'int32', data: [a.rows] },
-        { type: 'int32', data: [a.cols] },
-        { type: 'int32', data: [wh] },
-        { type: 'int32', data: [ww] },
-        // token (u, x) of a window: local pixel (u, x) of its block, global pixel (u·rows, x·cols) from its origin
-        { type: 'int32', data: [(a.global ? a.rows * W : W) * C] },
-        { type: 'int32', data: [(a.global ? a.cols : 1) * C] },
-      ];
-      return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [qIn, kIn, vIn], 'float32', uniforms);
-    },
-  });
-}
+const runKernel = defineWebGPUKernel<KernelAttrs>(WINDOWED_ATTENTION_KERNEL, ({ qIn, kIn, vIn }, backend, a) => {
+  const [B, H, W, C] = qIn!.shape as [number, number, number, number];
+  const wh = H / a.rows;
+  const ww = W / a.cols;
+  const t = wh * ww;
+  const tiles = tilesOf(a);
+  const windows: Perspective = a.global ? 'global' : 'local';
+  const program = new WindowedAttentionProgram(a.dk, tiles, windows, [B, H, W, C], [ceilDiv(t, a.bq), 1, B * a.rows * a.cols * a.heads]);
+  const uniforms: ProgramUniform = [
+    { type: 'int32', data: [t] }, // rows: one head's queries per group
+    { type: 'int32', data: [t] }, // tq
+    { type: 'int32', data: [t] }, // tk
+    { type: 'int32', data: [ceilDiv(t, a.bk) * a.bk] }, // chunk: all keys
+    { type: 'int32', data: [1] }, // splits
+    { type: 'float32', data: [a.scale] },
+    { type: 'int32', data: [H] },
+    { type: 'int32', data: [W] },
+    { type: 'int32', data: [C] },
+    { type: 'int32', data: [a.heads] },
+    { type: 'int32', data: [a.rows] },
+    { type: 'int32', data: [a.cols] },
+    { type: 'int32', data: [wh] },
+    { type: 'int32', data: [ww] },
+    // token (u, x) of a window: local pixel (u, x) of its block, global pixel (u·rows, x·cols) from its origin
+    { type: 'int32', data: [(a.global ? a.rows * W : W) * C] },
+    { type: 'int32', data: [(a.global ? a.cols : 1) * C] },
+  ];
+  return backend.runWebGPUProgram(program, [qIn!, kIn!, vIn!], 'float32', uniforms);
+});
 
 /**
  * `softmax(q·kᵀ·scale)·v` per window and head, read from and written to map order, on the
@@ -187,10 +179,9 @@ export function windowedFlashAttention(
   s: { heads: number; rows: number; cols: number; windows: Perspective; scale: number },
   tiles: FlashAttentionTiles,
 ): Tensor4D {
-  ensureRegistered();
   const attrs: KernelAttrs = {
     heads: s.heads, dk: q.shape[3] / s.heads, rows: s.rows, cols: s.cols, global: s.windows === 'global', scale: s.scale,
     bq: tiles.bq, bk: tiles.bk, rg: tiles.rg, tm: tiles.tm, c: tiles.c, tn: tiles.tn, tv4: tiles.tv4,
   };
-  return engine().runKernel(WINDOWED_ATTENTION_KERNEL, { qIn: q, kIn: k, vIn: v }, attrs as unknown as NamedAttrMap) as Tensor4D;
+  return runKernel({ qIn: q, kIn: k, vIn: v }, attrs) as Tensor4D;
 }

@@ -3,24 +3,22 @@
  * checkpoint bytes (bf16, f16 or f32), or its q8 / q4 quantisation (docs/quantization.md), and
  * decodes float32 tfjs tensors from them only when a forward pass needs them — a whole matrix,
  * a block of rows, or a few gathered rows. Decode steps multiply on the stored form directly
- * (`matMulTransposed`: the WebAssembly SIMD gemv of src/kernels/wasm/).
+ * (`matMulTransposed`: the CPU GEMV op, src/ops/cpuPackedLinear.ts).
  *
  * Why: tfjs has no bf16. LLaMA-3-8B is 8.03 B parameters: 16.1 GB as bf16, 32.1 GB as float32.
  * On a 24 GB machine only the bf16 bytes fit; the largest matrix decoded at a time (an MLP
  * projection, 14336 × 4096) is 235 MB of float32, the embedding rows of a prompt a few MB.
  *
- * {@link loadSafetensorsRaw} fills a store from a local path (Node), a URL (HTTP Range requests),
- * a Blob/File or Files (single files, directories, sharded Hugging Face checkpoints), reading
- * only the selected tensors; {@link LazyWeights.fromSafetensors} wraps a file already in memory
- * (any runtime, no copy). No Node built-in is imported (see io/nodeFiles.ts).
+ * `loadSafetensorsRaw` (./safetensorsRaw.ts) fills a store from a checkpoint, reading only the
+ * selected tensors; {@link LazyWeights.fromSafetensors} wraps a file already in memory (any
+ * runtime, no copy). No Node built-in is imported (see io/nodeFiles.ts).
  */
 import { tensor, type Tensor, type Tensor2D } from '@tensorflow/tfjs-core';
-import { SAFETENSORS_INDEX_FILE } from '../io/loadSafetensors.js';
-import { WasmArenas, bf16Into, gemvBf16Bytes, packedGemv } from '../kernels/wasm/gemv.js';
+import { WasmArenas, bf16Into } from '../kernels/wasm/gemv.js';
+import { cpuPackedMatMul } from '../ops/cpuPackedLinear.js';
 import { dequantizeRowsInto, quantizeRowsInto } from '../quant/index.js';
 import { allocatePacked, checkPackedWeight, packedByteLength, QUANT_FORMATS, type PackedWeight, type QuantFormat } from '../quant/groups.js';
-import { describeSource, loaderError, readHeaderFrom, resolveCheckpoint, type CheckpointFile } from '../io/loadSafetensors.js';
-import { readRanges, type SafetensorsSource } from '../io/source.js';
+import { errorMessage } from '../util/format.js';
 import {
   SAFETENSORS_DTYPE_BYTES,
   decodeTensor,
@@ -30,8 +28,7 @@ import {
   tensorLabel,
   type SafetensorsDtype,
   type SafetensorsEntry,
-  type SafetensorsHeader,
-} from '../io/safetensors.js';
+} from './safetensors.js';
 
 /** One tensor of a {@link LazyWeights} store: its raw little-endian bytes, as in the file. */
 export interface LazyTensor {
@@ -44,8 +41,6 @@ export interface LazyTensor {
 const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const BRAND = Symbol.for('inf-llava.LazyWeights');
-
-export { setBf16Simd } from '../kernels/wasm/gemv.js';
 
 /** What a {@link LazyWeights} entry holds: its checkpoint dtype, or the packed format it was quantised to. */
 export interface LazyEntryInfo {
@@ -160,7 +155,7 @@ export class LazyWeights {
   /**
    * `name` as a packed weight: a quantised (q8, q4) entry as stored; a 2-D BF16 entry with an
    * even number of columns as its checkpoint bytes read as bf16 words (no copy when they are
-   * 4-byte aligned, as {@link loadSafetensorsRaw} reads them). Undefined otherwise.
+   * 4-byte aligned, as `loadSafetensorsRaw` reads them). Undefined otherwise.
    */
   packed(name: string): PackedWeight | undefined {
     const e = this.map.get(name);
@@ -198,7 +193,7 @@ export class LazyWeights {
     try {
       out = (this.arenas ??= new WasmArenas()).allocate(format, rows, cols, name) ?? allocatePacked(format, rows, cols, name);
     } catch (err) {
-      throw new Error(`${fn}: ${(err as Error).message.replace(/^allocatePacked: /, '')}`);
+      throw new Error(`${fn}: ${errorMessage(err).replace(/^allocatePacked: /, '')}`);
     }
     const block = Math.max(1, Math.floor(blockElements / cols));
     const buf = new Float32Array(Math.min(block, rows) * cols);
@@ -293,16 +288,23 @@ export class LazyWeights {
    * - BF16 entries: the bf16 SIMD gemv (`in` a multiple of 8).
    *
    * Returns undefined where it does not apply (F32/F16, or bf16 without SIMD): then decode and
-   * matMul instead.
+   * matMul instead. (The array form of the op `cpuPackedLinear`, src/ops/cpuPackedLinear.ts.)
    */
   matMulTransposed(name: string, x: Float32Array, m: number): Float32Array | undefined {
-    const { t, rows, cols } = this.floatMatrix(name, 'matMulTransposed');
+    const t = this.gemvWeight(name);
+    const cols = isPacked(t) ? t.cols : t.shape[1]!;
     if (!Number.isInteger(m) || m < 1 || !(x instanceof Float32Array) || x.length !== m * cols) {
       throw new Error(`LazyWeights.matMulTransposed: x must hold m × ${cols} values for ${tensorLabel(name)}, got ${x?.length} for m = ${m}`);
     }
-    if (isPacked(t)) return packedGemv(t, x, m);
-    if (t.dtype !== 'BF16') return undefined;
-    return gemvBf16Bytes(t.bytes, rows, cols, x, m, tensorLabel(name));
+    return cpuPackedMatMul(t, x, m, tensorLabel(name));
+  }
+
+  /**
+   * The 2-D float or quantised entry `name` as stored — checkpoint bytes or packed codes, no
+   * copy: what {@link matMulTransposed} multiplies (errors are its own).
+   */
+  gemvWeight(name: string): LazyTensor | PackedWeight {
+    return this.floatMatrix(name, 'matMulTransposed').t;
   }
 
   /**
@@ -353,120 +355,4 @@ export class LazyWeights {
 /** Whether `x` is a {@link LazyWeights} store (works across copies of this module). */
 export function isLazyWeights(x: unknown): x is LazyWeights {
   return x instanceof LazyWeights || (typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[BRAND] === true);
-}
-
-// ---------------------------------------------------------------------------------------
-// Reading checkpoints: local files (Node), URLs, Blobs, Files
-
-/** A tensor's location in a checkpoint: its file and validated header entry. */
-export interface CheckpointEntry {
-  /** The file, as messages name it: a path, a URL, a file name. */
-  file: string;
-  entry: SafetensorsEntry;
-  /** Absolute offset of the file's data section. */
-  dataOffset: number;
-}
-
-/** The file each listed entry came from (to read its bytes). */
-const entryFiles = new WeakMap<CheckpointEntry, CheckpointFile>();
-
-/**
- * Every tensor of a checkpoint with its dtype, shape and location, from the headers only (no
- * tensor data is read). `source`: a `.safetensors` file, or a folder holding
- * `model.safetensors.index.json` (sharded) or `model.safetensors`, as a local path (Node), a URL,
- * a Blob/File or Files (see {@link SafetensorsSource}). For a sharded checkpoint only the tensors
- * the index assigns to a shard are listed from it; one missing there is an error.
- */
-export async function listSafetensorsEntries(source: SafetensorsSource): Promise<{ entries: Map<string, CheckpointEntry>; metadata: Record<string, string> }> {
-  const fn = 'listSafetensorsEntries';
-  const entries = new Map<string, CheckpointEntry>();
-  try {
-    const r = await resolveCheckpoint(source, fn);
-    const addFile = async (file: CheckpointFile, names?: Set<string>) => {
-      const src = await file.open();
-      let h: SafetensorsHeader;
-      try {
-        h = await readHeaderFrom(src, `${fn}: ${file.name}`);
-      } finally {
-        await src.close?.();
-      }
-      const present = new Set<string>();
-      for (const e of h.entries) {
-        present.add(e.name);
-        if (names && !names.has(e.name)) continue;
-        const ce: CheckpointEntry = { file: file.name, entry: e, dataOffset: h.dataOffset };
-        entryFiles.set(ce, file);
-        entries.set(e.name, ce);
-      }
-      if (names) for (const n of names) if (!present.has(n)) throw new Error(`${fn}: ${file.name}: ${tensorLabel(n)} is listed in ${SAFETENSORS_INDEX_FILE} but missing from this shard`);
-      return h.metadata;
-    };
-    if (r.kind === 'single') return { entries, metadata: await addFile(r.file) };
-    const shards = new Map<CheckpointFile, Set<string>>();
-    for (const [name, file] of r.weightMap) {
-      let names = shards.get(file);
-      if (!names) shards.set(file, (names = new Set()));
-      names.add(name);
-    }
-    for (const [file, names] of shards) await addFile(file, names);
-    return { entries, metadata: r.metadata };
-  } catch (e) {
-    throw loaderError(fn, e, describeSource(source));
-  }
-}
-
-/** Options of {@link loadSafetensorsRaw}. */
-export interface LoadSafetensorsRawOptions {
-  /** Keep only tensors whose names start with this prefix (or one of these). */
-  prefix?: string | readonly string[];
-  /** Keep only tensors this accepts (applied with `prefix`). */
-  filter?: (name: string) => boolean;
-  /**
-   * Called with each tensor's name as soon as its bytes are in the store, before the next one
-   * is read: e.g. `(name, weights) => weights.quantize(name, 'q4')`, so that the checkpoint
-   * bytes of only one tensor at a time are held beside the quantised ones.
-   */
-  onTensor?: (name: string, weights: LazyWeights) => void;
-}
-
-/**
- * Reads the raw bytes of a checkpoint's tensors into a {@link LazyWeights} store, from a local
- * path (Node), a URL, a Blob/File or Files (see {@link SafetensorsSource}): headers first
- * (validated as `readSafetensors` does), then only the selected tensors' byte ranges — positioned
- * reads of a local file, each into its own buffer; HTTP Range requests for a URL (adjacent
- * tensors in one request). Nothing is decoded: a bf16 checkpoint costs its file size in memory,
- * not twice that.
- */
-export async function loadSafetensorsRaw(source: SafetensorsSource, opts: LoadSafetensorsRawOptions = {}): Promise<{ weights: LazyWeights; metadata: Record<string, string> }> {
-  const fn = 'loadSafetensorsRaw';
-  const prefixes = opts.prefix === undefined ? undefined : typeof opts.prefix === 'string' ? [opts.prefix] : [...opts.prefix];
-  const want = (name: string) => (!prefixes || prefixes.some((p) => name.startsWith(p))) && (!opts.filter || opts.filter(name));
-  const { entries, metadata } = await listSafetensorsEntries(source);
-  const byFile = new Map<CheckpointFile, CheckpointEntry[]>();
-  for (const [name, ce] of entries) {
-    if (!want(name)) continue;
-    const file = entryFiles.get(ce)!;
-    let list = byFile.get(file);
-    if (!list) byFile.set(file, (list = []));
-    list.push(ce);
-  }
-  const weights = new LazyWeights();
-  try {
-    for (const [file, list] of byFile) {
-      const src = await file.open();
-      try {
-        const ranges = list.map((ce) => ({ offset: ce.dataOffset + ce.entry.begin, length: ce.entry.end - ce.entry.begin, entry: ce.entry }));
-        for await (const [{ entry: e }, bytes] of readRanges(src, ranges)) {
-          weights.set(e.name, { dtype: e.dtype, shape: e.shape, bytes });
-          opts.onTensor?.(e.name, weights);
-        }
-      } finally {
-        await src.close?.();
-      }
-    }
-  } catch (e) {
-    weights.dispose();
-    throw loaderError(fn, e, describeSource(source));
-  }
-  return { weights, metadata };
 }
