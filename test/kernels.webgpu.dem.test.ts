@@ -19,8 +19,13 @@ import { BILINEAR_DOWN_KERNEL } from '../src/kernels/webgpu/bilinearDown.js';
 import { describeEachBackend, expectThrowsClean } from './backends.js';
 import { expectClose, randomData } from './oracle.js';
 
-// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|, from the worst elements measured on SwiftShader.
-const TOL = { rtol: 1e-5, atol: 1e-6 };
+// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|, from the worst elements measured on every backend.
+/** windowAttention vs float64 (outputs ≤ 0.82): the worst element uses 0.41 of it (a CPU backend's composition; the kernel's 2.6e-7 error less). */
+const WIN = { rtol: 3e-6, atol: 3e-7 };
+/** resizeBilinear vs float64 (outputs ≤ 1; source coordinates in float32): the worst element uses 0.39 of it (1.1e-6, a CPU backend). */
+const BIL = { rtol: 1e-5, atol: 2e-6 };
+/** The DEM with its kernels vs on the compositions (outputs ≤ 2.8, after LayerNorm; SwiftShader): the worst element uses 0.34 of it. */
+const DEM = { rtol: 2e-6, atol: 1e-7 };
 
 type Shape4 = [number, number, number, number];
 
@@ -149,7 +154,7 @@ await describeEachBackend('DEM webgpu kernels', (backend) => {
           expect(tf.memory().numTensors - before, 'one new tensor').toBe(1);
           expect(info.kernels.map((x) => x.name).includes(WINDOWED_ATTENTION_KERNEL)).toBe(kernel === 'fused');
           expect(y!.shape).toEqual(shape);
-          expectClose(await y!.data(), ref, TOL.rtol, TOL.atol, `${JSON.stringify(c)} ${windows} ${kernel} vs float64`);
+          expectClose(await y!.data(), ref, WIN.rtol, WIN.atol, `${JSON.stringify(c)} ${windows} ${kernel} vs float64`);
           y!.dispose();
         }
       }
@@ -169,7 +174,7 @@ await describeEachBackend('DEM webgpu kernels', (backend) => {
         expect(y!.shape).toEqual([shape[0], size[0], size[1], shape[3]]);
         const got = (await y!.data()) as Float32Array;
         y!.dispose();
-        expectClose(got, ref, TOL.rtol, TOL.atol, `${kernel} vs float64`);
+        expectClose(got, ref, BIL.rtol, BIL.atol, `${kernel} vs float64`);
         if (kernel === 'fused' && shape[1] === 72) {
           for (let i = 0; i < 24; i++)
             for (let j = 0; j < 24; j++)
@@ -238,7 +243,7 @@ await describeEachBackend('DEM webgpu kernels', (backend) => {
         const got = await run(f, true);
         expect(ref.names).not.toContain(WINDOWED_ATTENTION_KERNEL);
         expect(got.names).toContain(WINDOWED_ATTENTION_KERNEL);
-        expectClose(got.data, ref.data, TOL.rtol, TOL.atol, 'windowedAttention: kernels vs composition');
+        expectClose(got.data, ref.data, DEM.rtol, DEM.atol, 'windowedAttention: kernels vs composition');
         tf.dispose([q, kv]);
         disposeAll(w);
       });
@@ -257,7 +262,7 @@ await describeEachBackend('DEM webgpu kernels', (backend) => {
       const se = () => spatialEmbed(lt, gt, w, { grid: c.grid, outSize: c.outSize });
       const ref = await run(se, false);
       const got = await run(se, true);
-      expectClose(got.data, ref.data, TOL.rtol, TOL.atol, 'spatialEmbed: kernels vs composition');
+      expectClose(got.data, ref.data, DEM.rtol, DEM.atol, 'spatialEmbed: kernels vs composition');
       // Reshape is a view and 'unnamed scope' a custom-gradient scope: neither dispatches a shader.
       const dispatches = (names: string[]) => names.filter((k) => k !== 'Reshape' && k !== 'unnamed scope').length;
       console.log(`[${backend}] spatialEmbed ${JSON.stringify(c)}: ${ref.names.length} kernels, ${dispatches(ref.names)} dispatches (composition) → ${got.names.length} kernels, ${dispatches(got.names)} dispatches (DEM kernels)`);
@@ -284,7 +289,7 @@ await describeEachBackend('DEM webgpu kernels', (backend) => {
         };
         const r2 = await run(dpe, false);
         const g2 = await run(dpe, true);
-        expectClose(g2.data, r2.data, TOL.rtol, TOL.atol, `dualPerspectiveEnhance ${windows}: kernels vs composition`);
+        expectClose(g2.data, r2.data, DEM.rtol, DEM.atol, `dualPerspectiveEnhance ${windows}: kernels vs composition`);
       }
       tf.dispose([lt, gt, L, G]);
       disposeAll(w);

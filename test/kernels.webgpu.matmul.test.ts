@@ -12,8 +12,9 @@ import { MATMUL_FUSED_KERNEL, matMulTiles } from '../src/kernels/webgpu/matMulFu
 import { describeEachBackend, expectThrowsClean } from './backends.js';
 import { expectClose, expectExact, linearReference, randomData } from './oracle.js';
 
-// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|, from the worst elements measured on SwiftShader.
-// A float32 dot product over K terms errs by about K·ε times its terms.
+// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|. A float32 dot product over K terms errs by
+// about K·ε times its terms: on SwiftShader the worst element (K 30 … 4096, vs float64) used 0.23 of
+// atol = 1e-7·K (an error of 9.4e-5 at K 4096); the kernel matched the composition to 0.16 of it.
 const dot = (K: number) => ({ rtol: 1e-5, atol: 1e-7 * K });
 
 interface Case {

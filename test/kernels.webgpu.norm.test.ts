@@ -20,11 +20,13 @@ import { hoistEnableDirectives, placeSubgroupSize, webgpuHasSubgroups, webgpuSub
 import { describeEachBackend, expectThrowsClean } from './backends.js';
 import { expectClose, expectExact, randomData } from './oracle.js';
 
-// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|. Measured on SwiftShader: the worst element
-// of any comparison uses 0.34 of them (an error of 1.4e-6 absolute at outputs up to 4.6: the error of
-// the mean and rstd, shared by a row, dominates; composition vs float64 0.24, subgroups vs tree 0.31).
-const F64 = { rtol: 1e-5, atol: 1e-6 }; // float32 result vs the float64 reference
+// Element-wise tolerances, |a − e| ≤ atol + rtol·|e|, from the worst elements measured (outputs up to
+// 4.6; the error of the mean and rstd, shared by a row, dominates). The kernel on SwiftShader: 0.34
+// of F64 and F32 (an error of 1.4e-6; subgroups vs tree 0.19). The compositions vs float64: 0.46 of
+// COMPOSITION on wasm (its moments err by up to 6.2e-6 at 577 × 4096), less on the others.
+const F64 = { rtol: 1e-5, atol: 1e-6 }; // the kernel vs the float64 reference
 const F32 = { rtol: 1e-5, atol: 1e-6 }; // kernel vs composition, subgroups vs tree: both float32
+const COMPOSITION = { rtol: 1e-5, atol: 4e-6 }; // the composition vs float64, every backend
 type Kind = 'layer' | 'rms';
 
 /** The norm of x + r1 + r2 (r· broadcast over rows: row % rows(r·)) in float64. */
@@ -168,7 +170,7 @@ await describeEachBackend('fused LayerNorm / RMSNorm kernels (webgpu)', (backend
           const compData = await comp.data();
           expectExact(compData, await old.data(), `${what}: composition vs the old formula`);
           tf.dispose([comp, old]);
-          expectClose(compData, ref, F64.rtol, F64.atol, `${what} composition vs float64`);
+          expectClose(compData, ref, COMPOSITION.rtol, COMPOSITION.atol, `${what} composition vs float64`);
           if (!gpu) continue;
           for (const subgroups of ['on', 'off'] as const) {
             normKernelConfig.subgroups = subgroups;
