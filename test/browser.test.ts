@@ -16,7 +16,7 @@ import { decodeImage, loadInfLlava, parseSafetensorsHeader, readSafetensors, typ
 import { useBackend } from '../src/backends/node.js';
 import { browser, closeBrowser, describeInChromium, expectNoPageErrors, openPage, viteBuild, vitePreview, type CheckedPage } from './browser/chromium.js';
 import type { Encoded } from './browser/page/main.js';
-import { cropIndexMap, expectExact, gather, maxRelErr, randomData, type Shape4 } from './oracle.js';
+import { cropIndexMap, expectCloseScaled, expectExact, gather, maxRelErr, randomData, type Shape4 } from './oracle.js';
 
 const ARTIFACTS = 'test/artifacts';
 const HARNESS_DIR = resolve(ARTIFACTS, 'browser-page');
@@ -124,23 +124,26 @@ await describeInChromium('in Chromium', () => {
         'out_size_2x3_n2_d32',
         'bf16_weights_n3_d64',
       ];
-      const tol = 1e-4;
+      // Element by element, as test/demParity.test.ts: |err| ≤ atol·max|ref| + rtol·|ref|. Measured
+      // in Chromium: max|err|/max|ref| 2.4e-7 (webgpu), 2.8e-7 (wasm); at most 10 % of this bound used.
+      const tol = { rtol: 1e-6, atol: 2e-6 };
+      const exact = { rtol: 0, atol: 0 };
       let worst = 0;
       afterAll(() => {
         if (worst > 0) console.log(`[page ${backend}] worst DEM max|err|/max|ref|: ${worst.toExponential(2)}`);
       });
       for (const name of demCases) {
-        it(`DEM ${name}: every stage matches PyTorch (max|err|/max|ref| <= ${tol})`, async (ctx) => {
+        it(`DEM ${name}: every stage matches PyTorch (element-wise, |err| <= ${tol.atol}·max|ref| + ${tol.rtol}·|ref|)`, async (ctx) => {
           need(() => ctx.skip());
           const { tensors: ref } = readSafetensors(new Uint8Array(readFileSync(`test/fixtures/dem/${name}.safetensors`)));
           try {
             const r = await call<{ stages: Record<string, Encoded>; left: number }>(harness.page, 'dem', `${server.url}fixtures/dem/${name}.safetensors`);
-            for (const [stage, stageTol] of [['stage.L', 0], ['stage.G', 0], ['stage.enhanced_local', tol], ['stage.enhanced_global', tol], ['stage.fused', tol], ['output', tol]] as const) {
+            for (const [stage, stageTol] of [['stage.L', exact], ['stage.G', exact], ['stage.enhanced_local', tol], ['stage.enhanced_global', tol], ['stage.fused', tol], ['output', tol]] as const) {
               const got = r.stages[stage]!;
               expect(got.shape, `${stage}: shape`).toEqual(ref[stage]!.shape);
-              const rel = maxRelErr(decoded(got), ref[stage]!.dataSync(), stage);
-              worst = Math.max(worst, rel);
-              expect(rel, `${stage}: max|err|/max|ref| = ${rel.toExponential(2)}`).toBeLessThanOrEqual(stageTol);
+              const [a, e] = [decoded(got), ref[stage]!.dataSync()];
+              worst = Math.max(worst, maxRelErr(a, e, stage));
+              expectCloseScaled(a, e, stageTol.rtol, stageTol.atol, stage);
             }
             expect(r.left, 'tensors left in the page').toBe(0);
           } finally {

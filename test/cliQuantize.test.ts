@@ -37,9 +37,9 @@ describe('inf-llava chat --quantize', () => {
   });
 
   // The whole pipeline on one GPU: 18 CLIP passes, DEM, projector, prefill and decode on webgpu,
-  // the language model's q4 weights resident. Mostly shader compilation on SwiftShader: about a
-  // minute in CI, 4–5 minutes on a busy 2-core machine, so it runs in CI (where webgpu is
-  // required) and locally only with INF_LLAVA_CLI_WEBGPU=1 (then skipped where webgpu cannot start).
+  // the language model's q4 weights resident. Mostly shader compilation on SwiftShader: 55 s on an
+  // idle 2-core machine, 4–5 minutes on a busy one, so it runs in CI (where webgpu is required)
+  // and locally only with INF_LLAVA_CLI_WEBGPU=1 (then skipped where webgpu cannot start).
   it.skipIf(!WEBGPU_CASE)('--backend webgpu --quantize q4 (CI, or INF_LLAVA_CLI_WEBGPU=1): the tiny model end to end on the GPU, time to first token and tokens/s reported', async (ctx) => {
     if (!CI) {
       const { backendStatus } = await import('./backends.js');

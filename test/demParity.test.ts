@@ -3,7 +3,7 @@
 import '@tensorflow/tfjs'; // registers gradient kernels (same tfjs-core instance; a deep dist/ import would load a second one)
 import * as tf from '@tensorflow/tfjs-core';
 import { readdirSync, readFileSync } from 'node:fs';
-import { expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import {
   dualPerspectiveEnhance,
   linearConcatFuse,
@@ -96,8 +96,8 @@ await describeEachBackend('DEM parity with PyTorch', (backend: BackendName) => {
       tf.dispose(Object.values(t));
     });
   }
-  it('reports the worst parity error', () => {
-    for (const [b, e] of worst) console.log(`worst max|err|/max|ref| on ${b}: ${e.toExponential(2)}`);
-    expect(worst.size).toBeGreaterThan(0);
+  // A report, not a test (it could not fail).
+  afterAll(() => {
+    for (const [b, e] of worst) if (b.startsWith(backend)) console.log(`worst max|err|/max|ref| on ${b}: ${e.toExponential(2)}`);
   });
 });

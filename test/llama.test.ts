@@ -475,8 +475,8 @@ await describeEachBackend('LLaMA parity with transformers', (backend: BackendNam
     expect(() => store.matMulTransposed('w', x, 2)).toThrow(/x must hold m × 8 values/);
   });
 
-  it('reports the worst parity error', () => {
-    for (const [b, e] of worst) console.log(`llama: worst max|err|/max|ref| on ${b}: ${e.toExponential(2)}`);
-    expect(worst.size).toBeGreaterThan(0);
+  // A report, not a test (it could not fail).
+  afterAll(() => {
+    for (const [b, e] of worst) if (b === backend) console.log(`llama: worst max|err|/max|ref| on ${b}: ${e.toExponential(2)}`);
   });
 });
