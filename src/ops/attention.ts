@@ -19,13 +19,11 @@
  * tiles in workgroup memory, online softmax, split-K for decode), used by default there while no
  * gradient tape is recording — the kernel has no gradient, so under tf.grad the composition runs.
  */
-import { checkOptionNames } from '../util/options.js';
 import {
   add,
   concat,
   dispose,
   div,
-  engine,
   exp,
   getBackend,
   matMul,
@@ -43,6 +41,8 @@ import {
   type Tensor2D,
   type Tensor4D,
 } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal } from './kernelChoice.js';
+import { checkOptionNames } from '../util/options.js';
 import { flashAttention, flashAttentionPlan, type FlashAttentionPlan } from '../kernels/webgpu/flashAttention.js';
 import { webgpuLimits } from '../kernels/webgpu/program.js';
 
@@ -181,7 +181,6 @@ interface Checked {
 }
 
 const OPTION_KEYS = ['causal', 'scale', 'layout', 'method', 'oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock', 'kernel', 'keySplits', 'validKeys'] as const;
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTransposed: boolean): Checked {
   const kName = keysTransposed ? 'kT' : 'k';
@@ -218,8 +217,7 @@ function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, keysTran
   if (!(['auto', ...ATTENTION_LAYOUTS] as string[]).includes(layout)) throw new Error(`${FN}: opts.layout must be one of auto, ${ATTENTION_LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
   const method = opts.method ?? 'auto';
   if (!['auto', 'one-shot', 'blocked'].includes(method)) throw new Error(`${FN}: opts.method must be 'auto', 'one-shot' or 'blocked', got ${JSON.stringify(method)}`);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   const compositionOptions = layout !== 'auto' || method !== 'auto' || ['oneShotMaxElements', 'blockElements', 'queryBlock', 'keyBlock'].some((key) => (opts as Record<string, unknown>)[key] !== undefined);
   if (kernel === 'fused' && compositionOptions) throw new Error(`${FN}: opts.kernel 'fused' takes no composition option (layout, method other than 'auto', oneShotMaxElements, blockElements, queryBlock, keyBlock)`);
   return {
@@ -262,9 +260,8 @@ export function attentionTransposedKeys(q: Tensor4D, kT: Tensor4D, v: Tensor4D, 
 
 /** The fused kernel's plan for this call, or why it cannot run it. */
 function fusedPlan(c: Checked): FlashAttentionPlan | string {
-  const backend = getBackend();
-  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
-  if (engine().isTapeOn()) return 'a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel \'auto\')';
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   return flashAttentionPlan(c, webgpuLimits(), c.keySplits);
 }
 
@@ -273,7 +270,7 @@ function fusedChoice(c: Checked): FlashAttentionPlan | null {
   if (c.kernel === 'composition' || (c.kernel === 'auto' && c.compositionOptions)) return null;
   const p = fusedPlan(c);
   if (typeof p !== 'string') return p;
-  if (c.kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${p}`);
+  if (c.kernel === 'fused') throw cannotFuse(FN, p);
   return null;
 }
 

@@ -19,8 +19,9 @@
  * writes in place regardless. To keep a copy of a cache (a shared prompt prefix), make a real one
  * (`tf.add(cache, 0)`), not `clone()`.
  */
+import { add, concat, engine, mul, slice, split, tidy, transpose, type Tensor, type Tensor2D, type Tensor4D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal } from './kernelChoice.js';
 import { checkOptionNames } from '../util/options.js';
-import { add, concat, engine, getBackend, mul, slice, split, tidy, transpose, type Tensor, type Tensor2D, type Tensor4D } from '@tensorflow/tfjs-core';
 import { kvCacheWriteInPlace, type KvUpdateLayout } from '../kernels/webgpu/kvCacheWrite.js';
 
 export type { KvUpdateLayout } from '../kernels/webgpu/kvCacheWrite.js';
@@ -49,7 +50,6 @@ export interface KvCacheWriteOptions {
 
 const FN = 'kvCacheWrite';
 const OPTION_KEYS = ['layout', 'rope', 'kernel'] as const;
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 const LAYOUTS = ['BHTD', 'BTHD'] as const;
 
 const shapeOf = (t: Tensor) => `[${t.shape.join(', ')}]`;
@@ -74,8 +74,7 @@ export function kvCacheWrite(cache: Tensor4D, update: Tensor4D, position: number
   checkOptionNames(FN, opts, OPTION_KEYS);
   const layout = opts.layout ?? 'BHTD';
   if (!(LAYOUTS as readonly string[]).includes(layout)) throw new Error(`${FN}: opts.layout must be one of ${LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   tensorArg(cache, 'cache', '[B, kvH, Smax, hd]', 4);
   const form = layout === 'BHTD' ? '[B, kvH, T, hd]' : '[B, T, kvH, hd]';
   tensorArg(update, 'update', form, 4);
@@ -97,8 +96,8 @@ export function kvCacheWrite(cache: Tensor4D, update: Tensor4D, position: number
     if (hd % 2 !== 0) throw new Error(`${FN}: the rotary embedding needs an even head width, got hd = ${hd}`);
   }
 
-  const why = getBackend() !== 'webgpu' ? `it runs on the webgpu backend only (active: ${getBackend()})` : engine().isTapeOn() ? 'a gradient tape is recording (the in-place write has no gradient)' : null;
-  if (kernel === 'fused' && why) throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${why}`);
+  const why = webgpuKernelRefusal('a gradient tape is recording (the in-place write has no gradient)');
+  if (kernel === 'fused' && why) throw cannotFuse(FN, why);
   if (kernel === 'fused' || (kernel === 'auto' && !why && !sharedBuffer(cache))) {
     kvCacheWriteInPlace(cache, update, position, layout, opts.rope);
     return cache;

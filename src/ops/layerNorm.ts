@@ -7,7 +7,8 @@
  * once and writes y once (src/kernels/webgpu/layerNorm.ts), used by default there while no
  * gradient tape is recording. The RMSNorm op (./rmsNorm.ts) shares the options and checks.
  */
-import { add, engine, getBackend, moments, mul, reshape, rsqrt, sub, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
+import { add, moments, mul, reshape, rsqrt, sub, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal } from './kernelChoice.js';
 import { normFused, normKernelPlan, type NormKind, type NormPlan } from '../kernels/webgpu/layerNorm.js';
 
 /** PyTorch `nn.LayerNorm` parameters over the last axis. */
@@ -36,8 +37,6 @@ export interface NormOptions {
   kernel?: 'auto' | 'fused' | 'composition';
 }
 
-const KERNELS = ['auto', 'fused', 'composition'] as const;
-
 const shapeOf = (t: Tensor) => `[${t.shape.join(', ')}]`;
 
 /** Throws, naming the argument, unless `t` is a float32 tensor. */
@@ -61,8 +60,7 @@ function checkNorm(fn: string, x: Tensor, params: Array<[string, Tensor]>, eps: 
     if (p.rank !== 1 || p.shape[0] !== d) throw new Error(`${fn}: ${name} must be [${d}] (x's last axis), got ${shapeOf(p)}`);
   }
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) throw new Error(`${fn}: ${epsName} must be a finite number ≥ 0, got ${eps}`);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${fn}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  checkKernelChoice(fn, opts.kernel);
   for (const name of ['residual', 'residual2'] as const) {
     const r = opts[name];
     if (r === undefined) continue;
@@ -84,8 +82,8 @@ function residualRows(r: Tensor, x: Tensor): number {
 
 /** The fused kernel's plan, or why it cannot run this call. */
 function fusedPlan(fn: string, rows: number, d: number): NormPlan | string {
-  if (getBackend() !== 'webgpu') return `it runs on the webgpu backend only (active: ${getBackend()})`;
-  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   if (rows === 0) return 'x has no rows';
   return normKernelPlan(fn, rows, d);
 }
@@ -120,7 +118,7 @@ export function runNorm<T extends Tensor>(
       y.dispose();
       return shaped;
     }
-    if (kernel === 'fused') throw new Error(`${fn}: opts.kernel 'fused' cannot run here: ${plan}`);
+    if (kernel === 'fused') throw cannotFuse(fn, plan);
   }
   // The reference: tfjs ops; intermediates are left to the caller's tidy, as they always were.
   let s: Tensor = x;

@@ -6,7 +6,8 @@
  * (src/kernels/webgpu/matMulFused.ts: register-blocked tiles, W read in its [out, in] layout),
  * used by default there while no gradient tape is recording.
  */
-import { add, engine, erf, getBackend, matMul, mul, reshape, sigmoid, transpose, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
+import { add, erf, getBackend, matMul, mul, reshape, sigmoid, transpose, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal } from './kernelChoice.js';
 import { webgpuLimits } from '../kernels/webgpu/program.js';
 import { LINEAR_ACTIVATIONS, matMulFused, matMulPlan, type LinearActivation, type MatMulPlan } from '../kernels/webgpu/matMulFused.js';
 
@@ -48,7 +49,6 @@ export interface LinearOptions {
 const PRETRANSPOSE_MIN_ROWS: Record<string, number> = { wasm: 16, tensorflow: 1024 };
 
 const FN = 'linear';
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 function activate(y: Tensor, activation: LinearActivation): Tensor {
   switch (activation) {
@@ -65,8 +65,8 @@ function activate(y: Tensor, activation: LinearActivation): Tensor {
 
 /** The fused kernel's plan, or why it cannot run this call. */
 function fusedPlan(rows: number, out: number, inDim: number): MatMulPlan | string {
-  if (getBackend() !== 'webgpu') return `it runs on the webgpu backend only (active: ${getBackend()})`;
-  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   return matMulPlan(rows, out, inDim, webgpuLimits());
 }
 
@@ -78,9 +78,8 @@ export function linear<T extends Tensor>(x: T, layer: Linear, opts: LinearOption
   const inDim = x.shape[x.rank - 1]!;
   const outDim = layer.weight.shape[0];
   const activation = opts.activation ?? 'none';
-  const kernel = opts.kernel ?? 'auto';
   if (!(LINEAR_ACTIVATIONS as readonly string[]).includes(activation)) throw new Error(`${FN}: opts.activation must be one of ${LINEAR_ACTIVATIONS.join(', ')}, got ${JSON.stringify(activation)}`);
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   if (layer.weight.shape[1] !== inDim) throw new Error(`${FN}: x's last axis is ${inDim} but the weight is [${layer.weight.shape.join(', ')}] ([out, in])`);
   const outShape = [...x.shape.slice(0, -1), outDim];
   for (const name of ['multiply', 'residual'] as const) {
@@ -100,9 +99,9 @@ export function linear<T extends Tensor>(x: T, layer: Linear, opts: LinearOption
       y.dispose();
       return shaped;
     }
-    if (kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${typeof plan === 'string' ? plan : 'x has no rows'}`);
+    if (kernel === 'fused') throw cannotFuse(FN, typeof plan === 'string' ? plan : 'x has no rows');
   } else if (kernel === 'fused') {
-    throw new Error(`${FN}: opts.kernel 'fused' cannot run here: it takes float32 x and weight`);
+    throw cannotFuse(FN, 'it takes float32 x and weight');
   }
   return composition(x, layer, activation, opts.multiply, opts.residual, inDim, outShape);
 }

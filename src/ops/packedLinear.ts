@@ -19,8 +19,9 @@
  *   every call makes it slow: it is the reference (tests) and what runs under `tf.grad` or off
  *   webgpu. (The CPU backends' fast path for weights held in JS memory is ./cpuPackedLinear.ts: the wasm GEMV.)
  */
+import { getBackend, reshape, tensor2d, tidy, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal, type KernelChoice } from './kernelChoice.js';
 import { checkOptionNames } from '../util/options.js';
-import { engine, getBackend, reshape, tensor2d, tidy, type Tensor, type Tensor1D, type Tensor2D } from '@tensorflow/tfjs-core';
 import { webgpuSubgroupKernels } from '../backends/webgpuDevice.js';
 import { webgpuLimits } from '../kernels/webgpu/program.js';
 import { packedDequantize } from '../kernels/webgpu/packedDequantize.js';
@@ -78,7 +79,6 @@ export interface PackedLinearOptions {
 
 const FN = 'packedLinear';
 const FORMATS = ['bf16', 'q8', 'q4'] as const;
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 const VARIANTS = ['auto', 'gemv', 'gemm'] as const;
 const REDUCTIONS = ['auto', 'subgroup', 'workgroup'] as const;
 const GROUP_SIZES = [8, 16, 32, 64];
@@ -146,7 +146,7 @@ export function checkPackedLinear(layer: PackedLinear, K: number, fn = FN): { N:
 
 interface Checked extends PackedLinearShape {
   activation: LinearActivation;
-  kernel: (typeof KERNELS)[number];
+  kernel: KernelChoice;
   variant: (typeof VARIANTS)[number];
   reduction: (typeof REDUCTIONS)[number];
   outShape: number[];
@@ -163,8 +163,7 @@ function check(x: Tensor, layer: PackedLinear, opts: PackedLinearOptions): Check
   const { N, G } = checkPackedLinear(layer, K);
   const activation = opts.activation ?? 'none';
   if (!(LINEAR_ACTIVATIONS as readonly string[]).includes(activation)) throw new Error(`${FN}: opts.activation must be one of ${LINEAR_ACTIVATIONS.join(', ')}, got ${JSON.stringify(activation)}`);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${JSON.stringify(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   const variant = opts.variant ?? 'auto';
   if (!(VARIANTS as readonly string[]).includes(variant)) throw new Error(`${FN}: opts.variant must be one of ${VARIANTS.join(', ')}, got ${JSON.stringify(variant)}`);
   const reduction = opts.reduction ?? 'auto';
@@ -181,9 +180,8 @@ function check(x: Tensor, layer: PackedLinear, opts: PackedLinearOptions): Check
 
 /** The fused kernel's plan for this call, or why it cannot run it. */
 function fusedPlan(c: Checked): PackedMatMulPlan | string {
-  const backend = getBackend();
-  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
-  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   if (c.M === 0) return 'x has no rows';
   const variant = c.variant === 'auto' ? (c.M <= PACKED_GEMV_MAX_ROWS ? 'gemv' : 'gemm') : c.variant;
   if (variant === 'gemm') return packedGemmPlan(c.format, c.M, c.N, c.K, c.G, webgpuLimits());
@@ -197,7 +195,7 @@ function fusedChoice(c: Checked): PackedMatMulPlan | null {
   if (c.kernel === 'composition') return null;
   const p = fusedPlan(c);
   if (typeof p !== 'string') return p;
-  if (c.kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${p}`);
+  if (c.kernel === 'fused') throw cannotFuse(FN, p);
   return null;
 }
 

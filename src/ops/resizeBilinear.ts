@@ -4,9 +4,10 @@
  * differentiable, the reference), and on webgpu one kernel (src/kernels/webgpu/bilinearDown.ts),
  * used by default there while no gradient tape records.
  */
-import { engine, getBackend, image, matMul, reshape, tensor2d, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+import { image, matMul, reshape, tensor2d, transpose, type Tensor4D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal, type KernelChoice } from './kernelChoice.js';
 import { bilinearDown, bilinearDownRefusal } from '../kernels/webgpu/bilinearDown.js';
-import { showJson as show, showValue } from '../util/format.js';
+import { showJson as show } from '../util/format.js';
 import { checkOptionNames } from '../util/options.js';
 import { withGradient } from './withGradient.js';
 
@@ -22,7 +23,6 @@ export interface ResizeBilinearOptions {
 }
 
 const FN = 'resizeBilinear';
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 
 /**
  * `[outSize, inSize]` matrix of PyTorch's `align_corners=False` linear interpolation weights
@@ -43,23 +43,21 @@ export function bilinearWeights(inSize: number, outSize: number): Float32Array {
 }
 
 /** Checks the call up front; returns the kernel choice. */
-function check(x: Tensor4D, size: readonly [number, number], opts: ResizeBilinearOptions): (typeof KERNELS)[number] {
+function check(x: Tensor4D, size: readonly [number, number], opts: ResizeBilinearOptions): KernelChoice {
   if (x === null || typeof x !== 'object' || !Array.isArray((x as Tensor4D).shape)) throw new Error(`${FN}: x must be a tensor [B, H, W, C], got ${x === null ? 'null' : typeof x}`);
   if (x.isDisposed) throw new Error(`${FN}: x is a disposed tensor`);
   if (x.rank !== 4) throw new Error(`${FN}: x must be [B, H, W, C], got shape ${show(x.shape)}`);
   if (x.dtype !== 'float32') throw new Error(`${FN}: x must be float32, got ${x.dtype}`);
   if (!Array.isArray(size) || size.length !== 2 || !size.every((s) => Number.isInteger(s) && s > 0)) throw new Error(`${FN}: size must be [height, width] of positive integers, got ${show(size)}`);
   checkOptionNames(FN, opts, ['kernel']);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${showValue(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   return kernel;
 }
 
 /** Why the kernel cannot run this call, or null. */
 function kernelRefusal(x: Tensor4D, size: readonly [number, number]): string | null {
-  const backend = getBackend();
-  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
-  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   return bilinearDownRefusal(x.shape, size);
 }
 
@@ -76,7 +74,7 @@ export function resizeBilinear(x: Tensor4D, size: readonly [number, number], opt
   if (kernel !== 'composition') {
     const why = kernelRefusal(x, size);
     if (why === null) return bilinearDown(x, size);
-    if (kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${why}`);
+    if (kernel === 'fused') throw cannotFuse(FN, why);
   }
   const [oh, ow] = size;
   const [B, H, W, C] = x.shape;

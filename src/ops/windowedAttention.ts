@@ -15,7 +15,8 @@
  * (src/kernels/webgpu/windowedFlashAttention.ts), used by default there while no gradient tape
  * records.
  */
-import { getBackend, engine, mul, reshape, tidy, transpose, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
+import { mul, reshape, tidy, transpose, type Tensor, type Tensor4D } from '@tensorflow/tfjs-core';
+import { cannotFuse, checkKernelChoice, webgpuKernelRefusal, type KernelChoice } from './kernelChoice.js';
 import type { Perspective } from '../grid.js';
 import { imageToTiles, tilesToImage } from '../dcm/layouts.js';
 import { windowedAttentionPlan, windowedFlashAttention } from '../kernels/webgpu/windowedFlashAttention.js';
@@ -48,7 +49,6 @@ export interface WindowAttentionOptions {
 
 const FN = 'windowAttention';
 const OPTION_KEYS = ['heads', 'rows', 'cols', 'windows', 'scale', 'layout', 'kernel'] as const;
-const KERNELS = ['auto', 'fused', 'composition'] as const;
 const WINDOWS = ['local', 'global'] as const;
 
 function checkTensor(t: Tensor, name: string): void {
@@ -70,7 +70,7 @@ interface Checked {
   windows: Perspective;
   scale: number;
   layout: AttentionLayout;
-  kernel: (typeof KERNELS)[number];
+  kernel: KernelChoice;
 }
 
 function check(q: Tensor4D, k: Tensor4D, v: Tensor4D, opts: WindowAttentionOptions): Checked {
@@ -93,16 +93,14 @@ function check(q: Tensor4D, k: Tensor4D, v: Tensor4D, opts: WindowAttentionOptio
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${FN}: opts.scale must be a finite number, got ${showValue(opts.scale)}`);
   const layout = opts.layout ?? 'auto';
   if (!(['auto', ...ATTENTION_LAYOUTS] as string[]).includes(layout)) throw new Error(`${FN}: opts.layout must be one of auto, ${ATTENTION_LAYOUTS.join(', ')}, got ${showValue(layout)}`);
-  const kernel = opts.kernel ?? 'auto';
-  if (!(KERNELS as readonly string[]).includes(kernel)) throw new Error(`${FN}: opts.kernel must be one of ${KERNELS.join(', ')}, got ${showValue(kernel)}`);
+  const kernel = checkKernelChoice(FN, opts.kernel);
   return { heads, rows, cols, windows: opts.windows, scale, layout, kernel };
 }
 
 /** The kernel's tiles for this call, or why it cannot run it. */
 function fusedPlan(q: Tensor4D, c: Checked): FlashAttentionTiles | string {
-  const backend = getBackend();
-  if (backend !== 'webgpu') return `it runs on the webgpu backend only (active: ${backend})`;
-  if (engine().isTapeOn()) return "a gradient tape is recording and the kernel has no gradient (the composition has one: use it, or opts.kernel 'auto')";
+  const refusal = webgpuKernelRefusal();
+  if (refusal) return refusal;
   const [B, H, W, C] = q.shape;
   return windowedAttentionPlan({ B, H, W, heads: c.heads, dk: C / c.heads, rows: c.rows, cols: c.cols });
 }
@@ -116,7 +114,7 @@ export function windowAttention(q: Tensor4D, k: Tensor4D, v: Tensor4D, opts: Win
   if (c.kernel !== 'composition') {
     const tiles = fusedPlan(q, c);
     if (typeof tiles !== 'string') return windowedFlashAttention(q, k, v, c, tiles);
-    if (c.kernel === 'fused') throw new Error(`${FN}: opts.kernel 'fused' cannot run here: ${tiles}`);
+    if (c.kernel === 'fused') throw cannotFuse(FN, tiles);
   }
   const { heads, rows, cols, windows } = c;
   const [B, H, W, d] = q.shape;

@@ -25,7 +25,7 @@ import { readConfigJson } from '../config.js';
 import { checkConfig, describeConfig, llamaConfigFromJson, type LlamaConfig } from './config.js';
 import { LlamaModel, type Llama } from './model.js';
 import { DenseProjection, LazyProjection, type LazyMatMul, type Projection } from './projection.js';
-import { LAYER_KEYS, LAYER_PROJECTIONS, llamaNames, llamaTensorNames, uploadResident, type LayerWeights, type LlamaNames, type LlamaWeights } from './weights.js';
+import { LAYER_KEYS, llamaNames, llamaTensorNames, quantizeTargets, uploadResident, type LayerWeights, type LlamaNames, type LlamaWeights } from './weights.js';
 
 /** Options of {@link llamaFromTensors}. */
 export interface LlamaFromTensorsOptions {
@@ -147,16 +147,10 @@ export async function loadLlama(source: CheckpointSource, opts: LoadLlamaOptions
   if (lazy) {
     // Quantising: each linear weight as soon as it is read (its checkpoint bytes then dropped),
     // so the checkpoint is never whole in memory.
-    const targets = new Set(llamaNames(config, prefix).layers.flatMap((l) => LAYER_PROJECTIONS.map((key) => l[key].weight)));
-    if (wanted.has(lmHead)) targets.add(lmHead);
+    const targets = new Set(quantizeTargets(llamaNames(config, prefix), wanted.has(lmHead)));
     const onTensor = quantize
       ? (name: string, w: LazyWeights) => {
-          if (!targets.has(name)) return;
-          try {
-            w.quantize(name, quantize);
-          } catch (e) {
-            throw new Error(`${fn}: quantize ${quantize}: ${errorMessage(e)}`);
-          }
+          if (targets.has(name)) quantizeEntry(w, name, quantize, fn);
         }
       : undefined;
     // lm_head (the largest matrix: 1 GB of bf16 for LLaMA-3) first, while little else is
@@ -210,15 +204,7 @@ function build(source: Source, config: LlamaConfig, opts: LlamaFromTensorsOption
       store = copyToStore(source, used, fn);
       ownStore = true;
     }
-    const targets = names.layers.flatMap((l) => LAYER_PROJECTIONS.map((key) => l[key].weight));
-    if (!tied) targets.push(names.lmHead);
-    for (const key of targets) {
-      try {
-        store.quantize(key, quantize);
-      } catch (e) {
-        throw new Error(`${fn}: quantize ${quantize}: ${errorMessage(e)}`);
-      }
-    }
+    for (const key of quantizeTargets(names, !tied)) quantizeEntry(store, key, quantize, fn);
   }
 
   // Residency. Record: own views of every tensor. Store: 1-D tensors decoded now, matrices by name.
@@ -353,6 +339,15 @@ function copyToStore(source: Source, used: Set<string>, fn: string): LazyWeights
     copy.set(key, { dtype: 'F32', shape: [...t.shape], bytes: new Uint8Array(values.buffer) });
   }
   return copy;
+}
+
+/** Packs `name` in `store` (LazyWeights.quantize), its errors prefixed with `fn` and the format. */
+function quantizeEntry(store: LazyWeights, name: string, format: QuantFormat, fn: string): void {
+  try {
+    store.quantize(name, format);
+  } catch (e) {
+    throw new Error(`${fn}: quantize ${format}: ${errorMessage(e)}`);
+  }
 }
 
 /** A new tensor sharing `t`'s data (its own reference: freed when both are disposed). */

@@ -80,6 +80,13 @@ export function llamaNames(config: LlamaConfig, prefix = ''): LlamaNames {
   return { embed: `${prefix}model.embed_tokens.weight`, norm: `${prefix}model.norm.weight`, lmHead: `${prefix}lm_head.weight`, layers };
 }
 
+/** The matrices `quantize` packs: every decoder projection's weight, and lm_head's when it is its own. */
+export function quantizeTargets(names: LlamaNames, withLmHead: boolean): string[] {
+  const targets = names.layers.flatMap((l) => LAYER_PROJECTIONS.map((key) => l[key].weight));
+  if (withLmHead) targets.push(names.lmHead);
+  return targets;
+}
+
 /** The tensor names a config needs (required) and may use (lm_head, unless tied). */
 export function llamaTensorNames(config: LlamaConfig, prefix = ''): { required: string[]; lmHead: string } {
   checkConfig(config, 'llamaTensorNames');
